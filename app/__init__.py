@@ -1,0 +1,82 @@
+"""streamfeed: a live feed of a Twitch channel's EventSub events."""
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from app import errors
+from app.config import finish_config
+from app.config import load_config
+from app.extensions import db
+from app.extensions import sock
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "frame-src https://player.twitch.tv https://www.twitch.tv",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    )
+)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment, then ``config`` (used by tests).
+
+    Raises ``ConfigError`` naming the variable when a setting is wrong.
+    """
+    app = Flask(__name__)
+    settings = load_config(os.environ, config)
+    finish_config(settings, Path(app.instance_path))
+    app.config.update(settings)
+    app.config["MAX_CONTENT_LENGTH"] = settings["WEBHOOK_MAX_BYTES"]
+
+    configure_logging(settings["LOG_LEVEL"])
+    db.init_app(app)
+    sock.init_app(app)
+    errors.init_app(app)
+    register_blueprints(app)
+    app.after_request(add_security_headers)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    from app import api
+    from app import live
+    from app import pages
+    from webhooks import views as webhooks
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(live.bp)
+    app.register_blueprint(api.bp, url_prefix="/api")
+    app.register_blueprint(webhooks.bp, url_prefix="/webhooks")
+
+
+def configure_logging(level: str) -> None:
+    """Log to standard output, as a Procfile platform expects, once."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        root.addHandler(handler)
+    root.setLevel(level)
+    # Alembic announces each of its plugins at INFO on every upgrade.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def add_security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response

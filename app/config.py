@@ -1,0 +1,230 @@
+"""Every setting streamfeed reads, in one place.
+
+Configuration comes from environment variables only. Each setting below
+names its variable, its type, its default and what it means; the README
+lists the same table. A missing or invalid value raises ``ConfigError``
+naming the variable, so a misconfigured process stops at start-up.
+
+Two modes share one code path. Without ``DATABASE_URL`` (or with a SQLite
+one) the app runs embedded: SQLite under ``instance/``, generated secrets
+kept in that folder, and the built-in Twitch simulator unless Twitch
+credentials are set. With a Postgres ``DATABASE_URL`` it runs in production
+mode, where every secret must be given.
+"""
+
+import secrets
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+def parse_bool(value: str) -> bool:
+    """Read ``1/0``, ``true/false``, ``yes/no`` or ``on/off``."""
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"must be 1 or 0 (or true/false), got {value!r}")
+
+
+def parse_positive_int(value: str) -> int:
+    """Read an integer greater than zero."""
+    if not value.isascii() or not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def parse_rate(value: str) -> float:
+    """Read a rate of events per second, above 0 and at most 1000."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not 0 < number <= 1000:
+        raise ValueError(f"must be a number above 0 and at most 1000, got {value!r}")
+    return number
+
+
+def parse_log_level(value: str) -> str:
+    """Read one of the standard logging level names."""
+    level = value.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(
+            f"must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {value!r}"
+        )
+    return level
+
+
+SETTINGS = (
+    Setting(
+        "DATABASE_URL",
+        str,
+        None,
+        "SQLAlchemy URL of the database; postgres:// is accepted. Unset: "
+        "embedded mode with SQLite at instance/streamfeed.db.",
+    ),
+    Setting(
+        "EVENTSUB_SECRET",
+        str,
+        None,
+        "Secret shared with Twitch for webhook signatures, 10 to 100 ASCII "
+        "characters. Required with Postgres; generated in embedded mode.",
+    ),
+    Setting(
+        "SECRET_KEY",
+        str,
+        None,
+        "Flask's key for signing cookies. Required with Postgres; "
+        "generated in embedded mode.",
+    ),
+    Setting(
+        "LOG_LEVEL",
+        parse_log_level,
+        "INFO",
+        "Level of the log lines written to standard output.",
+    ),
+    Setting(
+        "PORT",
+        parse_positive_int,
+        5000,
+        "Port that `cli.py run` serves on.",
+    ),
+    Setting(
+        "WEBHOOK_MAX_BYTES",
+        parse_positive_int,
+        1024 * 1024,
+        "Largest request body accepted, in bytes; larger ones get 413.",
+    ),
+    Setting(
+        "TWITCH_CLIENT_ID",
+        str,
+        None,
+        "Client id of the Twitch application. Unset: the simulator plays "
+        "Twitch in embedded mode.",
+    ),
+    Setting(
+        "TWITCH_CLIENT_SECRET",
+        str,
+        None,
+        "Client secret of the Twitch application.",
+    ),
+    Setting(
+        "SIMULATOR",
+        parse_bool,
+        None,
+        "1 forces the built-in Twitch simulator on, 0 off. Unset: on in "
+        "embedded mode when TWITCH_CLIENT_ID is unset.",
+    ),
+    Setting(
+        "SIMULATOR_RATE",
+        parse_rate,
+        0.5,
+        "Notifications per second the simulator sends.",
+    ),
+)
+
+SECRET_LENGTHS = range(10, 101)
+
+
+def load_config(
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read every setting from ``environ``, then apply ``overrides``.
+
+    Overrides (the test mapping) replace parsed values and skip parsing.
+    Raises ``ConfigError`` naming the first bad variable.
+    """
+    config = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.name, "").strip()
+        if not raw:
+            config[setting.name] = setting.default
+            continue
+
+        try:
+            config[setting.name] = setting.parse(raw)
+        except ValueError as e:
+            raise ConfigError(f"{setting.name} {e}") from e
+
+    config.update(overrides or {})
+    return config
+
+
+def finish_config(config: dict[str, Any], instance_path: Path) -> None:
+    """Derive the mode-dependent values and check the secrets.
+
+    In embedded mode the database, secret key and EventSub secret default to
+    files under ``instance_path``; in production mode they must be set.
+    """
+    url = config["DATABASE_URL"]
+    embedded = not url or url.startswith("sqlite")
+    config["EMBEDDED"] = embedded
+    if embedded:
+        instance_path.mkdir(parents=True, exist_ok=True)
+        config["DATABASE_URL"] = url or f"sqlite:///{instance_path}/streamfeed.db"
+        for name, filename in (
+            ("SECRET_KEY", "secret_key"),
+            ("EVENTSUB_SECRET", "eventsub_secret"),
+        ):
+            if not config[name]:
+                config[name] = read_or_create_secret(instance_path / filename)
+
+    for name in ("EVENTSUB_SECRET", "SECRET_KEY"):
+        if not config[name]:
+            raise ConfigError(f"{name} must be set when DATABASE_URL names Postgres")
+
+    check_eventsub_secret(config["EVENTSUB_SECRET"])
+    config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
+    if config["SIMULATOR"] is None:
+        config["SIMULATOR"] = embedded and not config["TWITCH_CLIENT_ID"]
+
+
+def check_eventsub_secret(secret: str) -> None:
+    """Twitch accepts 10 to 100 ASCII characters; anything else fails later."""
+    problem = secret_problem(secret)
+    if problem:
+        raise ConfigError(f"EVENTSUB_SECRET {problem}")
+
+
+def secret_problem(secret: str) -> str | None:
+    """Say what is wrong with an EventSub secret, without showing it."""
+    if secret.isascii() and len(secret) in SECRET_LENGTHS:
+        return None
+    found = f"{len(secret)} characters"
+    if not secret.isascii():
+        found += ", not all ASCII"
+    return f"must be 10 to 100 ASCII characters, got {found}"
+
+
+def read_or_create_secret(path: Path) -> str:
+    """Return the secret kept in ``path``, creating it on first use."""
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+
+    secret = secrets.token_hex(32)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n", encoding="ascii")
+    return secret
+
+
+def normalize_database_url(url: str) -> str:
+    """Point Postgres URLs at psycopg 3; Heroku still hands out postgres://."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url

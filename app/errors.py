@@ -1,0 +1,62 @@
+"""Error pages and JSON errors, one shape for the whole app.
+
+JSON endpoints answer ``{"error": <machine code>, "message": <human text>}``;
+pages get a short HTML page. Both roll back the database session first.
+"""
+
+import logging
+
+from flask import Flask
+from flask import jsonify
+from flask import render_template
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A JSON API request we cannot serve, with a code and a message."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected_error)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def handle_api_error(e: ApiError):
+    db.session.rollback()
+    return jsonify(error=e.code, message=e.message), e.status
+
+
+def handle_http_error(e: HTTPException):
+    db.session.rollback()
+    code = (e.name or "error").lower().replace(" ", "_")
+    if wants_json():
+        return jsonify(error=code, message=e.description), e.code
+    if request.path.startswith("/webhooks/"):
+        return f"{e.description}\n", e.code, {"Content-Type": "text/plain"}
+    page = render_template("pages/error.html", title=e.name, message=e.description)
+    return page, e.code
+
+
+def handle_unexpected_error(e: Exception):
+    logger.exception("Request %s %s: unexpected error", request.method, request.path)
+    db.session.rollback()
+    message = "Something went wrong on our side; it has been logged."
+    if wants_json():
+        return jsonify(error="internal_error", message=message), 500
+    return render_template("pages/error.html", title="Error", message=message), 500

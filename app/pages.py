@@ -1,0 +1,95 @@
+"""Pages: home (pick a streamer) and the three-column watch page."""
+
+import ipaddress
+import re
+from urllib.parse import urlencode
+from urllib.parse import urlsplit
+
+from flask import Blueprint
+from flask import abort
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+
+from app.logins import normalize_login
+
+bp = Blueprint("pages", __name__)
+
+HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+@bp.get("/")
+def home():
+    """Ask for a streamer's login."""
+    return render_template("pages/home.html", login="", error=None)
+
+
+@bp.get("/watch")
+def choose():
+    """Check the login typed on the home page and go to its watch page."""
+    typed = request.args.get("login", "")
+    try:
+        login = normalize_login(typed)
+    except ValueError as e:
+        error = str(e)[0].upper() + str(e)[1:]
+        return render_template("pages/home.html", login=typed, error=error), 400
+    return redirect(url_for("pages.watch", login=login))
+
+
+@bp.get("/watch/<login>")
+def watch(login: str):
+    """Show the player, the chat and the live event feed of one streamer."""
+    try:
+        login = normalize_login(login)
+    except ValueError as e:
+        abort(404, description=f"No such channel page: {e}.")
+
+    parent, note = embed_parent(request.host)
+    return render_template(
+        "pages/watch.html",
+        login=login,
+        player_url=player_url(login, parent),
+        chat_url=chat_url(login, parent),
+        embed_note=note,
+        ws_url_path=f"/ws/streamers/{login}",
+    )
+
+
+def embed_parent(host: str) -> tuple[str, str | None]:
+    """Return the ``parent`` for Twitch embeds, or a note on why there is none.
+
+    Twitch only embeds into pages served from a host name it can check,
+    never from an IP address (https://dev.twitch.tv/docs/embed/).
+    """
+    parts = urlsplit("//" + host)
+    try:
+        hostname, port = parts.hostname or "", parts.port
+    except ValueError:
+        hostname, port = "", None
+    if HOSTNAME.fullmatch(hostname) and not is_ip_address(hostname):
+        return hostname, None
+
+    local = f"http://localhost:{port}" if port else "http://localhost"
+    note = (
+        "Twitch only shows its player and chat on pages opened by host name, "
+        f"not by an IP address. Open {local} to see them."
+    )
+    return "", note
+
+
+def is_ip_address(hostname: str) -> bool:
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
+
+
+def player_url(login: str, parent: str) -> str:
+    query = urlencode({"channel": login, "parent": parent, "muted": "true"})
+    return f"https://player.twitch.tv/?{query}"
+
+
+def chat_url(login: str, parent: str) -> str:
+    return f"https://www.twitch.tv/embed/{login}/chat?{urlencode({'parent': parent})}"

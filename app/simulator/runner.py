@@ -1,0 +1,249 @@
+"""A background sender that plays Twitch for a webhook receiver.
+
+``Simulator`` POSTs signed notifications to one URL at an adjustable rate,
+mixed like the traffic of a busy channel, and now and then delivers a
+message a second time, as Twitch may do.
+"""
+
+import collections
+import logging
+import math
+import random
+import threading
+import time
+
+import requests
+
+from app.simulator.messages import SAMPLE_TYPES
+from app.simulator.messages import STREAMERS
+from app.simulator.messages import Message
+from app.simulator.messages import build_headers
+from app.simulator.messages import build_notification
+
+logger = logging.getLogger(__name__)
+
+MAX_RATE = 1000.0
+
+# How often each type turns up on a lively channel, relative to the others.
+# Types not listed get DEFAULT_WEIGHT.
+TYPE_WEIGHTS = {
+    "channel.follow": 30.0,
+    "channel.chat.notification": 12.0,
+    "channel.channel_points_custom_reward_redemption.add": 10.0,
+    "channel.cheer": 8.0,
+    "channel.subscribe": 8.0,
+    "channel.subscription.message": 6.0,
+    "channel.bits.use": 5.0,
+    "channel.channel_points_automatic_reward_redemption.add": 4.0,
+    "channel.subscription.gift": 4.0,
+    "channel.poll.progress": 3.0,
+    "channel.prediction.progress": 3.0,
+    "channel.subscription.end": 2.0,
+    "channel.hype_train.progress": 1.0,
+    "channel.raid": 0.3,
+    "channel.hype_train.begin": 0.2,
+    "channel.hype_train.end": 0.2,
+    "stream.online": 0.1,
+    "stream.offline": 0.1,
+}
+DEFAULT_WEIGHT = 0.5
+
+_TYPES = tuple(SAMPLE_TYPES)
+_WEIGHTS = tuple(TYPE_WEIGHTS.get(name, DEFAULT_WEIGHT) for name in _TYPES)
+
+# Sent messages kept as candidates for a second delivery.
+_RECENT_MESSAGES = 50
+
+_FIRST_BACKOFF = 0.1
+_MAX_BACKOFF = 5.0
+
+
+class Simulator:
+    """Send signed EventSub notifications to ``url`` from a daemon thread.
+
+    ``rate`` is in events per second (0 pauses); ``streamers`` are the
+    channel logins to send for, the two sample channels by default.
+    ``redelivery_chance`` is the share of sends that repeat an earlier
+    message. Raises ``ValueError`` for a rate or chance out of range.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        rate: float = 2.0,
+        streamers: tuple[str, ...] | None = None,
+        redelivery_chance: float = 0.05,
+        timeout: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0.0 <= redelivery_chance <= 1.0:
+            chance = redelivery_chance
+            raise ValueError(f"redelivery_chance must be 0 to 1, got {chance!r}")
+
+        self.url = url
+        self._secret = secret
+        self._rate = _check_rate(rate)
+        self._streamers = streamers or tuple(person.login for person in STREAMERS)
+        self._redelivery_chance = redelivery_chance
+        self._timeout = timeout
+        self._rng = rng or random.Random()
+
+        self._recent: collections.deque[tuple[Message, int]] = collections.deque(
+            maxlen=_RECENT_MESSAGES
+        )
+
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = False
+        self._backoff = _FIRST_BACKOFF
+        self._last_sent = -math.inf
+
+    @property
+    def rate(self) -> float:
+        """The number of events sent per second."""
+        return self._rate
+
+    @property
+    def running(self) -> bool:
+        """Whether the sending thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def set_rate(self, rate: float) -> None:
+        """Change the number of events sent per second; 0 pauses sending."""
+        self._rate = _check_rate(rate)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start sending from a daemon thread; a simulator starts only once."""
+        if self._thread is not None:
+            raise RuntimeError("Simulator already started; create a new one")
+
+        self._thread = threading.Thread(
+            target=self._run, name="eventsub-simulator", daemon=True
+        )
+        self._thread.start()
+        logger.info("Simulator: sending %g events/s to %s", self._rate, self.url)
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop sending and wait up to ``timeout`` seconds for the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        logger.info("Simulator: stopped")
+
+    def _run(self) -> None:
+        """Send messages until stopped."""
+        try:
+            with requests.Session() as session:
+                while self._wait_for_turn():
+                    message, retry = self._next_delivery()
+                    self._deliver(session, message, retry)
+        except Exception:
+            # The thread would otherwise end without a word in the app's log.
+            logger.exception("Simulator: stopped by an unexpected error")
+
+    def _wait_for_turn(self) -> bool:
+        """Sleep until the next message is due; return False once stopping."""
+        while not self._stopping.is_set():
+            self._wake.clear()
+            delay = None
+            if self._rate > 0:
+                delay = self._last_sent + 1 / self._rate - time.monotonic()
+                if delay <= 0:
+                    self._last_sent = time.monotonic()
+                    return True
+
+            # set_rate() and stop() cut the wait short.
+            self._wake.wait(delay)
+        return False
+
+    def _next_delivery(self) -> tuple[Message, int]:
+        """Pick a recent message to deliver again, or build a new one."""
+        if self._recent and self._rng.random() < self._redelivery_chance:
+            message, retry = self._rng.choice(self._recent)
+            return message, retry + 1
+
+        subscription_type = self._rng.choices(_TYPES, _WEIGHTS)[0]
+        streamer = self._rng.choice(self._streamers)
+        return build_notification(subscription_type, streamer, rng=self._rng), 0
+
+    def _deliver(self, session, message: Message, retry: int) -> None:
+        """POST one message, signed afresh, and log how it went."""
+        headers = build_headers(message, self._secret, retry=retry)
+        try:
+            # Twitch does not follow redirects from a callback, so neither do we.
+            response = session.post(
+                self.url,
+                data=message.body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.ConnectionError as e:
+            self._wait_for_server(e)
+            return
+        except requests.RequestException as e:
+            logger.warning(
+                "EventSub %s: delivery failed (%s)",
+                message.message_id,
+                type(e).__name__,
+            )
+            return
+
+        self._note_connected()
+        self._record(message, retry, response.status_code)
+
+    def _record(self, message: Message, retry: int, status: int) -> None:
+        """Log the answer, and keep delivered messages for a redelivery."""
+        if not 200 <= status < 300:
+            logger.warning(
+                "EventSub %s: %s refused with status %d",
+                message.message_id,
+                message.subscription_type,
+                status,
+            )
+            return
+
+        self._recent.append((message, retry))
+        logger.debug(
+            "EventSub %s: %s delivered (retry %d), status %d",
+            message.message_id,
+            message.subscription_type,
+            retry,
+            status,
+        )
+
+    def _wait_for_server(self, error: requests.ConnectionError) -> None:
+        """Back off after a refused connection, quietly while starting up."""
+        if self._connected:
+            logger.warning("Simulator: lost the connection to %s", self.url)
+            self._connected = False
+        else:
+            logger.debug(
+                "Simulator: %s not reachable yet (%s), next try in %.1f s",
+                self.url,
+                type(error).__name__,
+                self._backoff,
+            )
+
+        self._stopping.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+
+    def _note_connected(self) -> None:
+        """Log once when the receiver answers, and reset the backoff."""
+        self._backoff = _FIRST_BACKOFF
+        if not self._connected:
+            self._connected = True
+            logger.info("Simulator: connected to %s", self.url)
+
+
+def _check_rate(rate: float) -> float:
+    """Return ``rate`` as a float, or raise ``ValueError`` if out of range."""
+    if not 0.0 <= rate <= MAX_RATE:
+        accepted = f"from 0 to {MAX_RATE:g} events per second"
+        raise ValueError(f"rate must be {accepted}, got {rate!r}")
+    return float(rate)

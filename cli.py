@@ -1,0 +1,80 @@
+"""streamfeed's command line: ``python cli.py --help`` lists the commands."""
+
+import logging
+import os
+
+import click
+
+from app import configure_logging
+from app import create_app
+from app.config import ConfigError
+from app.config import parse_log_level
+
+logger = logging.getLogger(__name__)
+
+
+def make_app():
+    """Build the app, turning a configuration error into a clean exit."""
+    try:
+        return create_app()
+    except ConfigError as e:
+        raise click.ClickException(f"configuration: {e}") from e
+
+
+@click.group()
+def cli() -> None:
+    """streamfeed: a live feed of a Twitch channel's EventSub events."""
+    try:
+        level = parse_log_level(os.environ.get("LOG_LEVEL") or "INFO")
+    except ValueError as e:
+        raise click.ClickException(f"configuration: LOG_LEVEL {e}") from e
+    configure_logging(level)
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema (Alembic migrations)."""
+
+
+@db.command()
+@click.option("--revision", default="head", show_default=True, help="Target.")
+def upgrade(revision: str) -> None:
+    """Create or upgrade the schema on the configured database."""
+    from app.db import upgrade_schema
+
+    app = make_app()
+    upgrade_schema(app.config["DATABASE_URL"], revision)
+    click.echo(f"Schema upgraded to {revision}.")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Default: PORT, 5000.")
+@click.option(
+    "--threads",
+    type=click.IntRange(4, 1000),
+    default=100,
+    show_default=True,
+    help="Threads serving requests; each open feed holds one.",
+)
+def run(host: str, port: int | None, threads: int) -> None:
+    """Serve the app with gunicorn, and the simulator when it is on."""
+    from app.server import serve
+
+    app = make_app()
+    port = port or app.config["PORT"]
+    serve(app.config, host, port, threads)
+
+
+def register_simulator_commands() -> None:
+    from app.simulator.commands import simulate
+    from app.simulator.commands import trigger
+
+    cli.add_command(trigger)
+    cli.add_command(simulate)
+
+
+register_simulator_commands()
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,184 @@
+"""Shared fixtures: the app on SQLite and on Postgres, clients, a live server.
+
+Every test that takes ``app`` runs twice, once per database. Postgres tests
+use a schema of their own in the database named by TEST_DATABASE_URL
+(default: the local server's ``test`` database), created and migrated once
+per run and emptied before each test.
+"""
+
+import json
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.db import upgrade_schema
+from webhooks.signature import sign
+
+SECRET = "test-secret-0123456789"
+SAMPLES = Path(__file__).resolve().parent.parent / "app" / "simulator" / "samples"
+POSTGRES_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TABLES = ("events", "subscriptions")
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    upgrade_schema(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    upgrade_schema(url)
+    yield url
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def make_test_app(database_url: str, **overrides):
+    config = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "EVENTSUB_SECRET": SECRET,
+        "SECRET_KEY": "test-key",
+        "SIMULATOR": False,
+    }
+    app = create_app(config | overrides)
+    empty_tables(app)
+    return app
+
+
+def empty_tables(app) -> None:
+    engine = app.extensions["db"].engine
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(
+                sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+            )
+        else:
+            for table in TABLES:
+                connection.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def app(database_url):
+    app = make_test_app(database_url)
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def load_sample(name: str) -> dict:
+    """Return a sample body from app/simulator/samples, parsed."""
+    return json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def now_timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def signed_headers(
+    body: bytes,
+    message_type: str = "notification",
+    message_id: str | None = None,
+    timestamp: str | None = None,
+    secret: str = SECRET,
+) -> dict[str, str]:
+    """Headers Twitch would send with ``body``, signed with ``secret``."""
+    message_id = message_id or str(uuid.uuid4())
+    timestamp = timestamp or now_timestamp()
+    subscription = subscription_of(body)
+    return {
+        "Content-Type": "application/json",
+        "Twitch-Eventsub-Message-Id": message_id,
+        "Twitch-Eventsub-Message-Retry": "0",
+        "Twitch-Eventsub-Message-Type": message_type,
+        "Twitch-Eventsub-Message-Signature": sign(secret, message_id, timestamp, body),
+        "Twitch-Eventsub-Message-Timestamp": timestamp,
+        "Twitch-Eventsub-Subscription-Type": subscription.get("type", "x"),
+        "Twitch-Eventsub-Subscription-Version": subscription.get("version", "1"),
+    }
+
+
+def subscription_of(body: bytes) -> dict:
+    """The body's subscription, or nothing when the body is deliberately bad."""
+    try:
+        subscription = json.loads(body).get("subscription")
+    except (ValueError, AttributeError):
+        return {}
+    return subscription if isinstance(subscription, dict) else {}
+
+
+def compact(body: dict) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def post_sample(client, name: str, message_id: str | None = None, **kwargs):
+    """POST a sample body as Twitch would, signed; return the response."""
+    body = compact(load_sample(name))
+    message_type = kwargs.pop("message_type", None) or message_type_of(name)
+    headers = signed_headers(body, message_type, message_id, **kwargs)
+    return client.post("/webhooks/eventsub", data=body, headers=headers)
+
+
+def message_type_of(name: str) -> str:
+    if name.startswith("revocation"):
+        return "revocation"
+    if name == "webhook_callback_verification":
+        return "webhook_callback_verification"
+    return "notification"
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+
+
+@pytest.fixture
+def live_server(sqlite_url):
+    """The app on SQLite served over real HTTP (websockets included)."""
+    app = make_test_app(sqlite_url)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield LiveServer(f"http://localhost:{server.server_port}", app)
+    server.shutdown()
+    app.extensions["db"].engine.dispose()
+
+
+@pytest.fixture
+def eventsub_secret() -> str:
+    """The secret every test app verifies webhooks with."""
+    return SECRET

@@ -1,0 +1,134 @@
+"""cli.py as an operator runs it, in a subprocess."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from click.testing import CliRunner
+
+from app.simulator.commands import trigger
+from conftest import SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, **environ: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | environ
+    return subprocess.run(
+        [sys.executable, "cli.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_db_upgrade_creates_the_schema(tmp_path):
+    url = f"sqlite:///{tmp_path}/cli.db"
+    result = run_cli("db", "upgrade", DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    assert "Schema upgraded" in result.stdout
+
+
+def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):
+    result = run_cli(
+        "db", "upgrade", DATABASE_URL=f"sqlite:///{tmp_path}/x.db", PORT="http"
+    )
+    assert result.returncode == 1
+    assert "PORT must be a positive integer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_postgres_without_secrets_stops_naming_the_variable():
+    result = run_cli("db", "upgrade", DATABASE_URL="postgres://nobody@127.0.0.1/x")
+    assert result.returncode == 1
+    assert "EVENTSUB_SECRET must be set" in result.stderr
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_run_serves_the_app_and_the_simulator_fills_it(tmp_path):
+    """The embedded default end to end: gunicorn, simulator, real webhooks."""
+    url = f"sqlite:///{tmp_path}/run.db"
+    assert run_cli("db", "upgrade", DATABASE_URL=url).returncode == 0
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"DATABASE_URL": url, "SIMULATOR": "1", "SIMULATOR_RATE": "20"}
+    server = subprocess.Popen(
+        [sys.executable, "cli.py", "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        events = wait_for_events(f"http://localhost:{port}/api/events")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert len(events) >= 5
+    assert {e["streamer"]["login"] for e in events} <= {
+        "example_streamer",
+        "other_streamer",
+    }
+
+
+def wait_for_events(url: str) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            events = requests.get(url, timeout=2).json()["events"]
+        except requests.ConnectionError:
+            events = []
+        if len(events) >= 5:
+            return events
+        time.sleep(0.3)
+    return []
+
+
+def test_trigger_sends_signed_samples_our_webhook_stores(live_server):
+    """`cli.py trigger` against the real receiver: three new events, stored."""
+    result = CliRunner().invoke(
+        trigger,
+        [
+            "channel.cheer",
+            "--to",
+            live_server.url + "/webhooks/eventsub",
+            "--secret",
+            SECRET,
+            "--streamer",
+            "other_streamer",
+            "--count",
+            "3",
+        ],
+    )
+    stored = requests.get(
+        live_server.url + "/api/streamers/other_streamer/events", timeout=5
+    ).json()["events"]
+    assert result.exit_code == 0, result.output
+    assert result.output.count(" 204") == 3
+    assert [e["type"] for e in stored] == ["channel.cheer"] * 3
+
+
+def test_trigger_with_the_wrong_secret_reports_the_refusals(live_server):
+    url = live_server.url + "/webhooks/eventsub"
+    args = ["channel.follow", "--to", url, "--secret", "not-the-right-secret"]
+    result = CliRunner().invoke(trigger, args)
+    assert result.exit_code == 1
+    assert " 403" in result.output
+
+
+def test_a_bad_log_level_stops_the_cli_naming_it():
+    result = run_cli("trigger", "--list", LOG_LEVEL="chatty")
+    assert result.returncode == 1
+    assert "LOG_LEVEL must be" in result.stderr

@@ -1,0 +1,56 @@
+"""Home and watch pages, rendered by the server."""
+
+import pytest
+
+
+def test_home_asks_for_a_login(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b'name="login"' in response.data
+
+
+def test_a_valid_login_goes_to_its_watch_page(client):
+    response = client.get("/watch?login=Example_Streamer")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/watch/example_streamer"
+
+
+@pytest.mark.parametrize(
+    "login", ["", "abc", "a" * 26, "has space", "dash-ed", "<script>"]
+)
+def test_a_bad_login_gets_a_clear_message_on_the_page(client, login):
+    response = client.get("/watch", query_string={"login": login})
+    assert response.status_code == 400
+    assert "4 to 25 letters, digits or underscores" in response.text
+    assert "<script>" not in response.text
+
+
+def test_watch_page_embeds_player_and_chat_for_the_host(client):
+    response = client.get("/watch/example_streamer", base_url="http://feed.example.com")
+    assert (
+        "https://player.twitch.tv/?channel=example_streamer&amp;parent=feed.example.com"
+        in response.text
+    )
+    assert (
+        "https://www.twitch.tv/embed/example_streamer/chat?parent=feed.example.com"
+        in response.text
+    )
+    assert 'data-ws-path="/ws/streamers/example_streamer"' in response.text
+
+
+def test_watch_page_by_ip_address_explains_instead_of_embedding(client):
+    response = client.get("/watch/example_streamer", base_url="http://127.0.0.1:5000")
+    assert "player.twitch.tv" not in response.text
+    assert "http://localhost:5000" in response.text
+
+
+def test_watch_page_with_a_bad_login_is_a_404_with_the_rule(client):
+    response = client.get("/watch/no")
+    assert response.status_code == 404
+    assert "4 to 25 letters" in response.text
+
+
+def test_pages_forbid_inline_scripts(client):
+    policy = client.get("/").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-src https://player.twitch.tv https://www.twitch.tv" in policy

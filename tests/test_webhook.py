@@ -1,0 +1,246 @@
+"""POST /webhooks/eventsub through HTTP, on SQLite and on Postgres."""
+
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import Event
+from app.models import Subscription
+from conftest import compact
+from conftest import load_sample
+from conftest import make_test_app
+from conftest import post_sample
+from conftest import signed_headers
+
+URL = "/webhooks/eventsub"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def count_events(app) -> int:
+    with app.app_context():
+        from app.extensions import db
+
+        return db.session.scalar(sa.select(sa.func.count()).select_from(Event))
+
+
+def stored(app, message_id: str) -> Event:
+    with app.app_context():
+        from app.extensions import db
+
+        return db.session.scalar(sa.select(Event).filter_by(message_id=message_id))
+
+
+def test_answers_the_challenge_as_plain_text(client, app):
+    response = post_sample(client, "webhook_callback_verification")
+    challenge = load_sample("webhook_callback_verification")["challenge"]
+    assert response.status_code == 200, response.text
+    assert response.mimetype == "text/plain"
+    assert response.get_data() == challenge.encode()
+
+
+def test_challenge_marks_the_subscription_enabled(client, app):
+    post_sample(client, "webhook_callback_verification")
+    with app.app_context():
+        from app.extensions import db
+
+        subscription = db.session.scalar(sa.select(Subscription))
+    assert subscription.status == "enabled"
+    assert subscription.type == "channel.follow"
+
+
+def test_stores_a_notification_with_its_fields(client, app):
+    response = post_sample(client, "channel.follow.v2", message_id="m-follow")
+    event = stored(app, "m-follow")
+    assert response.status_code == 204, response.text
+    assert (event.event_type, event.event_version) == ("channel.follow", "2")
+    assert (event.streamer_id, event.streamer_name) == ("1000001", "example_streamer")
+    assert (event.user_id, event.user_name) == ("2000002", "星野さくら")
+
+
+def test_keeps_the_whole_payload_and_both_times(client, app):
+    post_sample(client, "channel.cheer.v1", message_id="m-cheer")
+    event = stored(app, "m-cheer")
+    assert event.payload["event"] == load_sample("channel.cheer.v1")["event"]
+    assert event.payload["subscription"]["id"]
+    assert event.occurred_at and event.received_at
+
+
+def test_a_redelivery_is_stored_once_and_answered_204(client, app):
+    first = post_sample(client, "channel.subscribe.v1", message_id="m-twice")
+    second = post_sample(client, "channel.subscribe.v1", message_id="m-twice")
+    assert (first.status_code, second.status_code) == (204, 204)
+    assert count_events(app) == 1
+
+
+def test_stores_unknown_subscription_types(client, app):
+    body = load_sample("channel.follow.v2")
+    body["subscription"]["type"] = "channel.brand_new_thing"
+    raw = compact(body)
+    response = client.post(URL, data=raw, headers=signed_headers(raw, message_id="u"))
+    assert response.status_code == 204, response.text
+    assert stored(app, "u").event_type == "channel.brand_new_thing"
+
+
+def test_records_a_revocation_with_its_reason(client, app):
+    response = post_sample(client, "revocation")
+    with app.app_context():
+        from app.extensions import db
+
+        subscription = db.session.scalar(sa.select(Subscription))
+    assert response.status_code == 204, response.text
+    assert subscription.status == "authorization_revoked"
+    assert subscription.revoked_at is not None
+
+
+def test_ignores_an_unknown_message_type_with_204(client, app):
+    response = post_sample(client, "channel.follow.v2", message_type="brand_new_kind")
+    assert response.status_code == 204, response.text
+    assert count_events(app) == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Twitch-Eventsub-Message-Id",
+        "Twitch-Eventsub-Message-Timestamp",
+        "Twitch-Eventsub-Message-Type",
+        "Twitch-Eventsub-Message-Retry",
+        "Twitch-Eventsub-Subscription-Type",
+        "Twitch-Eventsub-Subscription-Version",
+    ],
+)
+@pytest.mark.parametrize("value", [None, "", "  "], ids=["missing", "empty", "blank"])
+def test_missing_or_empty_headers_get_400(client, header, value):
+    raw = compact(load_sample("channel.follow.v2"))
+    headers = signed_headers(raw)
+    del headers[header]
+    if value is not None:
+        headers[header] = value
+    response = client.post(URL, data=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    assert header in response.text
+
+
+@pytest.mark.parametrize("value", [None, "", "sha256=" + "0" * 64, "garbage"])
+def test_bad_or_missing_signature_gets_403(client, app, value):
+    raw = compact(load_sample("channel.follow.v2"))
+    headers = signed_headers(raw)
+    del headers["Twitch-Eventsub-Message-Signature"]
+    if value is not None:
+        headers["Twitch-Eventsub-Message-Signature"] = value
+    response = client.post(URL, data=raw, headers=headers)
+    assert response.status_code == 403, response.text
+    assert count_events(app) == 0
+
+
+def test_a_signature_made_with_another_secret_gets_403(client):
+    raw = compact(load_sample("channel.follow.v2"))
+    headers = signed_headers(raw, secret="someone-elses-secret")
+    assert client.post(URL, data=raw, headers=headers).status_code == 403
+
+
+def test_a_body_changed_after_signing_gets_403(client):
+    raw = compact(load_sample("channel.follow.v2"))
+    headers = signed_headers(raw)
+    tampered = raw.replace(b"Viewer", b"Vlewer").replace(b"sakura", b"sakurA")
+    assert client.post(URL, data=tampered, headers=headers).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "age", [timedelta(minutes=11), timedelta(days=2), -timedelta(minutes=11)]
+)
+def test_stale_or_future_timestamps_are_refused(client, app, age):
+    moment = datetime.now(UTC) - age
+    timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    response = post_sample(client, "channel.follow.v2", timestamp=timestamp)
+    assert response.status_code == 400, response.text
+    assert count_events(app) == 0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe", b"{}", b'{"subscription": 1}'],
+    ids=["broken", "array", "string", "not-utf8", "empty-object", "no-subscription"],
+)
+def test_malformed_bodies_with_a_valid_signature_get_400(client, raw):
+    response = client.post(URL, data=raw, headers=signed_headers(raw))
+    assert response.status_code == 400, response.text
+
+
+def test_a_notification_without_an_event_gets_400(client, app):
+    body = load_sample("channel.follow.v2")
+    del body["event"]
+    raw = compact(body)
+    response = client.post(URL, data=raw, headers=signed_headers(raw))
+    assert response.status_code == 400, response.text
+    assert "event" in response.text
+
+
+def test_a_challenge_without_a_challenge_gets_400(client):
+    body = load_sample("webhook_callback_verification")
+    del body["challenge"]
+    raw = compact(body)
+    headers = signed_headers(raw, "webhook_callback_verification")
+    assert client.post(URL, data=raw, headers=headers).status_code == 400
+
+
+def test_a_body_over_the_limit_gets_413(database_url):
+    app = make_test_app(database_url, WEBHOOK_MAX_BYTES=1000)
+    body = load_sample("channel.follow.v2")
+    body["event"]["padding"] = "x" * 2000
+    raw = compact(body)
+    response = app.test_client().post(URL, data=raw, headers=signed_headers(raw))
+    assert response.status_code == 413, response.text
+    assert count_events(app) == 0
+
+
+@pytest.mark.parametrize("path", ["/webhooks/eventsub/", "/webhooks/EventSub"])
+def test_only_the_exact_path_answers_and_nothing_redirects(client, path):
+    raw = compact(load_sample("channel.follow.v2"))
+    response = client.post(path, data=raw, headers=signed_headers(raw))
+    assert response.status_code == 404, response.text
+
+
+def test_get_is_not_allowed(client):
+    assert client.get(URL).status_code == 405
+
+
+def test_batched_events_are_stored_one_row_each_and_once(client, app):
+    body = load_sample("channel.follow.v2")
+    event = body.pop("event")
+    body["events"] = [{"id": "a", "data": event}, {"id": "b", "data": event}]
+    raw = compact(body)
+    for _ in range(2):
+        headers = signed_headers(raw, message_id="batch")
+        assert client.post(URL, data=raw, headers=headers).status_code == 204
+    assert count_events(app) == 2
+
+
+def run_report(app, name: str) -> list[tuple]:
+    query = (ROOT / "sql" / f"{name}.sql").read_text(encoding="utf-8")
+    with app.app_context():
+        from app.extensions import db
+
+        return sorted(tuple(row) for row in db.session.execute(sa.text(query)))
+
+
+def test_the_briefs_two_queries_run_unchanged(client, app):
+    for name in ("channel.follow.v2", "channel.cheer.v1", "channel.cheer.v1"):
+        post_sample(client, name)
+    assert run_report(app, "events-by-streamer") == [(3, "example_streamer")]
+    assert run_report(app, "events-by-type-and-streamer") == [
+        (1, "channel.follow", "example_streamer"),
+        (2, "channel.cheer", "example_streamer"),
+    ]
+
+
+def test_a_non_ascii_digit_in_retry_gets_400_not_500(client):
+    raw = compact(load_sample("channel.follow.v2"))
+    headers = signed_headers(raw)
+    headers["Twitch-Eventsub-Message-Retry"] = "²"
+    response = client.post(URL, data=raw, headers=headers)
+    assert response.status_code == 400, response.text

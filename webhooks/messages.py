@@ -1,0 +1,137 @@
+"""Reading one EventSub delivery: headers, signature, freshness, body.
+
+``read_message`` applies Twitch's rules in a fixed order and raises
+``Refused`` with the HTTP status and a short reason for the first one that
+fails. The signature is checked on the raw bytes before anything is parsed.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from app.events import parse_timestamp
+from webhooks.signature import verify_signature
+
+SIGNATURE = "Twitch-Eventsub-Message-Signature"
+MESSAGE_ID = "Twitch-Eventsub-Message-Id"
+TIMESTAMP = "Twitch-Eventsub-Message-Timestamp"
+MESSAGE_TYPE = "Twitch-Eventsub-Message-Type"
+RETRY = "Twitch-Eventsub-Message-Retry"
+SUBSCRIPTION_TYPE = "Twitch-Eventsub-Subscription-Type"
+SUBSCRIPTION_VERSION = "Twitch-Eventsub-Subscription-Version"
+REQUIRED_HEADERS = (
+    MESSAGE_ID,
+    TIMESTAMP,
+    MESSAGE_TYPE,
+    RETRY,
+    SUBSCRIPTION_TYPE,
+    SUBSCRIPTION_VERSION,
+)
+
+# Twitch's replay guidance: drop messages sent more than 10 minutes ago.
+# The same bound applies to the future, which only a wrong clock produces.
+MAX_AGE = timedelta(minutes=10)
+
+VERIFICATION = "webhook_callback_verification"
+NOTIFICATION = "notification"
+REVOCATION = "revocation"
+
+
+class Refused(Exception):
+    """A delivery we will not accept, with the status and reason to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    type: str
+    retry: int
+    sent_at: datetime
+    body: dict[str, Any]
+
+    @property
+    def subscription(self) -> dict[str, Any]:
+        return self.body["subscription"]
+
+
+def read_message(
+    headers: Any, raw: bytes, secrets: tuple[str, ...], now: datetime
+) -> Message:
+    """Check a delivery and return it parsed, or raise ``Refused``."""
+    signature = headers.get(SIGNATURE, "").strip()
+    if not signature:
+        raise Refused(403, f"missing {SIGNATURE} header")
+
+    values = {}
+    for name in REQUIRED_HEADERS:
+        values[name] = headers.get(name, "").strip()
+        if not values[name]:
+            raise Refused(400, f"missing or empty {name} header")
+
+    if not verify_signature(
+        secrets, values[MESSAGE_ID], values[TIMESTAMP], raw, signature
+    ):
+        raise Refused(403, "signature does not match")
+
+    sent_at = read_sent_at(values[TIMESTAMP], now)
+    retry = read_retry(values[RETRY])
+    body = read_body(raw)
+    return Message(values[MESSAGE_ID], values[MESSAGE_TYPE], retry, sent_at, body)
+
+
+def read_sent_at(timestamp: str, now: datetime) -> datetime:
+    try:
+        sent_at = parse_timestamp(timestamp)
+    except ValueError as e:
+        raise Refused(400, f"{TIMESTAMP} is not an RFC 3339 time") from e
+
+    if now - sent_at > MAX_AGE:
+        raise Refused(400, "message is older than 10 minutes")
+    if sent_at - now > MAX_AGE:
+        raise Refused(400, "message is dated more than 10 minutes ahead")
+    return sent_at
+
+
+def read_retry(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise Refused(400, f"{RETRY} must be a whole number")
+    return int(value)
+
+
+def read_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Refused(400, "body is not valid JSON") from e
+
+    if not isinstance(body, dict) or not isinstance(body.get("subscription"), dict):
+        raise Refused(400, "body has no subscription object")
+    for key in ("id", "type"):
+        value = body["subscription"].get(key)
+        if not isinstance(value, str) or not value:
+            raise Refused(400, f"subscription has no {key}")
+    return body
+
+
+def check_notification(body: dict[str, Any]) -> None:
+    """A notification carries ``event`` (or ``events`` when batched)."""
+    if isinstance(body.get("event"), dict):
+        return
+    events = body.get("events")
+    if isinstance(events, list) and all(isinstance(e, dict) for e in events):
+        return
+    raise Refused(400, "notification has no event object")
+
+
+def check_challenge(body: dict[str, Any]) -> str:
+    challenge = body.get("challenge")
+    if not isinstance(challenge, str) or not challenge:
+        raise Refused(400, "verification has no challenge")
+    return challenge
