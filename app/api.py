@@ -11,12 +11,13 @@ from app.extensions import db
 from app.logins import normalize_login
 from app.store import event_to_json
 from app.store import list_events
+from app.store import parse_cursor
 
 bp = Blueprint("api", __name__)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-DIGITS = re.compile(r"[0-9]{1,19}")
+DIGITS = re.compile(r"[0-9]{1,3}")
 
 
 @bp.get("/events")
@@ -36,20 +37,26 @@ def streamer_events(login: str):
 
 
 def page_of_events(streamer_name: str | None):
-    limit = read_int_param("limit", DEFAULT_LIMIT, MAX_LIMIT)
-    before = read_int_param("before", None, None)
+    limit = read_limit(request.args.get("limit"))
+    before = read_before(request.args.get("before"))
     found = list_events(db.session, streamer_name, limit=limit, before=before)
     next_cursor = str(found[-1].id) if len(found) == limit else None
     return jsonify(events=[event_to_json(e) for e in found], next_cursor=next_cursor)
 
 
-def read_int_param(name: str, default: int | None, most: int | None) -> int | None:
-    """Read a positive integer query parameter, or raise ``ApiError``."""
-    raw = request.args.get(name)
+def read_limit(raw: str | None) -> int:
     if raw is None:
-        return default
-
-    accepted = f"a whole number from 1 to {most}" if most else "a cursor from 1 up"
-    if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= (most or 2**63 - 1):
-        raise ApiError(f"invalid_{name}", f"{name} must be {accepted}; got {raw!r}")
+        return DEFAULT_LIMIT
+    if not DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        message = f"limit must be a whole number from 1 to {MAX_LIMIT}; got {raw!r}"
+        raise ApiError("invalid_limit", message)
     return int(raw)
+
+
+def read_before(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return parse_cursor(raw)
+    except ValueError as e:
+        raise ApiError("invalid_before", f"before {e}") from e

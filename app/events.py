@@ -74,19 +74,28 @@ def parse_timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"no time zone in {text!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError(f"out of range in UTC: {text!r}") from e
 
 
 def format_timestamp(moment: datetime) -> str:
-    """Write a time as RFC 3339 UTC with microseconds and ``Z``."""
+    """Write a time as RFC 3339 UTC with microseconds and ``Z``.
+
+    SQLite hands back naive datetimes; every stored time is UTC.
+    """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return text.removesuffix("+00:00") + "Z"
 
 
 def find_streamer(subscription: dict, event: dict) -> tuple[str | None, str | None]:
     """Return the streamer's id and login for a notification."""
-    condition = subscription.get("condition") or {}
+    condition = subscription.get("condition")
+    if not isinstance(condition, dict):
+        return None, None
     streamer_id = next(
         (str(condition[key]) for key in STREAMER_KEYS if condition.get(key)), None
     )
@@ -96,7 +105,7 @@ def find_streamer(subscription: dict, event: dict) -> tuple[str | None, str | No
     for prefix in PERSON_PREFIXES:
         if str(event.get(f"{prefix}_id")) == streamer_id:
             login = event.get(f"{prefix}_login")
-            return streamer_id, login.lower() if login else None
+            return streamer_id, str(login).lower() if login else None
     return streamer_id, None
 
 
@@ -139,15 +148,15 @@ def build_rows(
     """Turn a notification body into ``events`` rows (more than one if batched).
 
     Batched notifications carry ``events`` instead of ``event``; each item
-    becomes a row whose message id is suffixed with the item's id, so a
-    redelivery of the batch still stores nothing twice.
+    becomes a row whose message id is suffixed with the item's position, so
+    a redelivery of the batch still stores nothing twice.
     """
     subscription = body["subscription"]
     if "event" in body:
         items = [(message_id, body["event"])]
     else:
         items = [
-            (f"{message_id}:{item.get('id', index)}", item.get("data") or {})
+            (f"{message_id}:{index}", item["data"])
             for index, item in enumerate(body["events"])
         ]
     return [
@@ -169,17 +178,22 @@ def build_row(
     user_id, user_name = find_actor(event_type, event)
     return {
         "message_id": message_id,
-        "subscription_id": subscription.get("id"),
-        "event_type": event_type,
-        "event_version": str(subscription.get("version", "")),
-        "streamer_id": streamer_id,
-        "streamer_name": streamer_name,
-        "user_id": user_id,
-        "user_name": user_name,
+        "subscription_id": clip(subscription.get("id"), 100),
+        "event_type": clip(event_type, 100),
+        "event_version": clip(subscription.get("version", ""), 20),
+        "streamer_id": clip(streamer_id, 40),
+        "streamer_name": clip(streamer_name, 40),
+        "user_id": clip(user_id, 40),
+        "user_name": clip(user_name, 255),
         "occurred_at": find_occurred_at(event_type, event, sent_at),
         "received_at": received_at,
         "payload": {"subscription": subscription, "event": event},
     }
+
+
+def clip(value: Any, length: int) -> str | None:
+    """Fit a value into a column; the payload keeps it whole."""
+    return None if value is None else str(value)[:length]
 
 
 def summarize(event_type: str, event: dict) -> str:

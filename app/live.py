@@ -8,7 +8,6 @@ Frames are JSON: ``{"kind": "events", "events": [...]}`` oldest first, and
 
 import json
 import logging
-import re
 import time
 
 from flask import Blueprint
@@ -22,6 +21,7 @@ from app.logins import normalize_login
 from app.store import event_to_json
 from app.store import list_events
 from app.store import list_events_after
+from app.store import parse_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ BATCH = 200
 # Events stored by another process ring no bell here; re-read this often.
 POLL_SECONDS = 1.0
 PING_SECONDS = 25.0
-CURSOR = re.compile(r"[0-9]{1,19}")
 POLICY_VIOLATION = 1008
 
 
@@ -56,9 +55,10 @@ def feed(ws, login: str) -> None:
 def read_cursor(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not CURSOR.fullmatch(raw):
-        raise ValueError(f"after must be a cursor (a whole number); got {raw!r}")
-    return int(raw)
+    try:
+        return parse_cursor(raw)
+    except ValueError as e:
+        raise ValueError(f"after {e}") from e
 
 
 def relay(ws, streamer_name: str, after: int | None) -> None:

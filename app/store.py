@@ -7,6 +7,7 @@ ever pushed to a browser.
 """
 
 import logging
+import re
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,9 @@ from app.models import Subscription
 logger = logging.getLogger(__name__)
 
 DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# A cursor is an event's id: a positive 64-bit integer on both databases.
+CURSOR = re.compile(r"[0-9]{1,19}")
+MAX_CURSOR = 2**63 - 1
 
 
 def insert_for(session: so.Session, model: type) -> Any:
@@ -130,9 +134,13 @@ def list_events_after(
     return list(session.scalars(query))
 
 
-def latest_cursor(session: so.Session) -> int:
-    """Return the cursor of the newest stored event, 0 when there is none."""
-    return session.scalar(sa.select(sa.func.max(Event.id))) or 0
+def parse_cursor(raw: str) -> int:
+    """Read a cursor as given by the API, or raise ``ValueError`` saying why."""
+    if not CURSOR.fullmatch(raw) or not 0 < int(raw) <= MAX_CURSOR:
+        raise ValueError(
+            f"must be a cursor from an event (1 to {MAX_CURSOR}); got {raw!r}"
+        )
+    return int(raw)
 
 
 def event_to_json(event: Event) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def subscription_of(body: bytes) -> dict:
     """The body's subscription, or nothing when the body is deliberately bad."""
     try:
         subscription = json.loads(body).get("subscription")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return {}
     return subscription if isinstance(subscription, dict) else {}
 

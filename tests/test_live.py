@@ -93,7 +93,12 @@ def test_other_streamers_events_stay_out(live_server):
 
 
 @pytest.mark.parametrize(
-    "path", ["/ws/streamers/no", "/ws/streamers/example_streamer?after=x"]
+    "path",
+    [
+        "/ws/streamers/no",
+        "/ws/streamers/example_streamer?after=x",
+        "/ws/streamers/example_streamer?after=9999999999999999999",
+    ],
 )
 def test_bad_requests_are_closed_with_a_reason(live_server, path):
     url = live_server.url.replace("http://", "ws://") + path

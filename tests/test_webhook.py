@@ -244,3 +244,100 @@ def test_a_non_ascii_digit_in_retry_gets_400_not_500(client):
     headers["Twitch-Eventsub-Message-Retry"] = "²"
     response = client.post(URL, data=raw, headers=headers)
     assert response.status_code == 400, response.text
+
+
+def post_body(client, body: dict | bytes, message_id: str | None = None):
+    raw = body if isinstance(body, bytes) else compact(body)
+    headers = signed_headers(raw, message_id=message_id)
+    return client.post(URL, data=raw, headers=headers)
+
+
+def test_a_body_nested_too_deeply_gets_400_not_500(client):
+    """Near Python's recursion limit, storing the JSON used to fail with 500."""
+    raw = compact(load_sample("channel.follow.v2"))
+    raw = raw[:-1] + b',"deep":' + b"[" * 100 + b"]" * 100 + b"}"
+    response = post_body(client, raw)
+    assert response.status_code == 400, response.text
+    assert "nested" in response.text
+
+
+def test_nul_characters_are_stored_as_replacement_characters(client, app):
+    """PostgreSQL refuses NUL in text and JSONB; the event must still be kept."""
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "a\x00b"
+    body["event"]["user_name"] = "\x00Pixel"
+    response = post_body(client, body, message_id="nul")
+    event = stored(app, "nul")
+    assert response.status_code == 204, response.text
+    assert event.payload["event"]["message"] == "a\ufffdb"
+    assert event.user_name == "\ufffdPixel"
+
+
+def test_a_message_id_over_100_characters_gets_400(client):
+    response = post_body(client, load_sample("channel.follow.v2"), "x" * 101)
+    assert response.status_code == 400, response.text
+    assert "longer than 100" in response.text
+
+
+def test_oversized_fields_are_clipped_and_kept_whole_in_the_payload(client, app):
+    body = load_sample("channel.follow.v2")
+    body["event"]["user_name"] = "N" * 400
+    body["event"]["user_id"] = 7 * 10**60
+    body["event"]["broadcaster_user_login"] = "L" * 100
+    body["subscription"]["version"] = 2
+    response = post_body(client, body, message_id="big")
+    event = stored(app, "big")
+    assert response.status_code == 204, response.text
+    assert (len(event.user_name), len(event.user_id), len(event.streamer_name)) == (
+        255,
+        40,
+        40,
+    )
+    assert event.payload["event"]["user_name"] == "N" * 400
+    assert event.event_version == "2"
+
+
+@pytest.mark.parametrize(
+    ("part", "value"),
+    [
+        ("condition", ["broadcaster_user_id", "1000001"]),
+        ("condition", None),
+        ("event_time", "0001-01-01T00:00:00+05:00"),
+        ("event_time", "9999-12-31T23:59:59.999999999Z"),
+        ("event_time", "not a time"),
+        ("event_time", 12345),
+    ],
+)
+def test_odd_but_valid_bodies_are_stored(client, app, part, value):
+    body = load_sample("channel.follow.v2")
+    if part == "condition":
+        body["subscription"]["condition"] = value
+    else:
+        body["event"]["followed_at"] = value
+    response = post_body(client, body, message_id="odd")
+    assert response.status_code == 204, response.text
+    assert stored(app, "odd") is not None
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[], ["text"], [{"id": "a", "data": "text"}], [{"id": "a"}], "not a list"],
+    ids=["empty", "string-item", "string-data", "no-data", "not-a-list"],
+)
+def test_malformed_batches_get_400(client, events):
+    body = load_sample("channel.follow.v2")
+    del body["event"]
+    body["events"] = events
+    assert post_body(client, body).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("id", 123), ("id", ""), ("id", "s" * 101), ("type", None), ("type", ["x"])],
+)
+def test_a_subscription_without_a_usable_id_or_type_gets_400(client, key, value):
+    body = load_sample("channel.follow.v2")
+    body["subscription"][key] = value
+    response = post_body(client, body)
+    assert response.status_code == 400, response.text
+    assert f"subscription {key}" in response.text

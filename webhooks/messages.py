@@ -34,6 +34,12 @@ REQUIRED_HEADERS = (
 # The same bound applies to the future, which only a wrong clock produces.
 MAX_AGE = timedelta(minutes=10)
 
+# Twitch's message ids are UUIDs; the column allows a little more.
+MAX_MESSAGE_ID = 100
+# Twitch's bodies nest about six levels; far deeper ones only exhaust the
+# recursion of the JSON encoder when the row is stored.
+MAX_DEPTH = 32
+
 VERIFICATION = "webhook_callback_verification"
 NOTIFICATION = "notification"
 REVOCATION = "revocation"
@@ -74,6 +80,8 @@ def read_message(
         values[name] = headers.get(name, "").strip()
         if not values[name]:
             raise Refused(400, f"missing or empty {name} header")
+    if len(values[MESSAGE_ID]) > MAX_MESSAGE_ID:
+        raise Refused(400, f"{MESSAGE_ID} is longer than {MAX_MESSAGE_ID} characters")
 
     if not verify_signature(
         secrets, values[MESSAGE_ID], values[TIMESTAMP], raw, signature
@@ -108,16 +116,50 @@ def read_retry(value: str) -> int:
 def read_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise Refused(400, "body is not valid JSON") from e
 
+    # Counting brackets is a cheap upper bound; walk the body only when needed.
+    nesting_bound = raw.count(b"{") + raw.count(b"[")
+    if nesting_bound > MAX_DEPTH and depth_of(body) > MAX_DEPTH:
+        raise Refused(400, f"body is nested more than {MAX_DEPTH} levels deep")
     if not isinstance(body, dict) or not isinstance(body.get("subscription"), dict):
         raise Refused(400, "body has no subscription object")
     for key in ("id", "type"):
         value = body["subscription"].get(key)
-        if not isinstance(value, str) or not value:
-            raise Refused(400, f"subscription has no {key}")
+        if not isinstance(value, str) or not 0 < len(value) <= 100:
+            raise Refused(
+                400, f"subscription {key} must be text of 1 to 100 characters"
+            )
+    # PostgreSQL cannot store NUL in text or JSONB; keep the rest of the event.
+    if b"\\u0000" in raw:
+        body = replace_nul(body)
     return body
+
+
+def depth_of(value: Any) -> int:
+    """Return how deeply lists and objects nest in ``value``, without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def replace_nul(value: Any) -> Any:
+    """Return ``value`` with every NUL character replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [replace_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
+    return value
 
 
 def check_notification(body: dict[str, Any]) -> None:
@@ -125,9 +167,13 @@ def check_notification(body: dict[str, Any]) -> None:
     if isinstance(body.get("event"), dict):
         return
     events = body.get("events")
-    if isinstance(events, list) and all(isinstance(e, dict) for e in events):
+    if isinstance(events, list) and events and all(is_batch_item(e) for e in events):
         return
     raise Refused(400, "notification has no event object")
+
+
+def is_batch_item(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("data"), dict)
 
 
 def check_challenge(body: dict[str, Any]) -> str:
