@@ -83,14 +83,15 @@ def test_run_serves_the_app_and_the_simulator_fills_it(tmp_path):
     }
 
 
-def wait_for_events(url: str) -> list[dict]:
+def wait_for_events(url: str, minimum: int = 5) -> list[dict]:
+    """Poll the API until it lists ``minimum`` events (or give up after 30 s)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             events = requests.get(url, timeout=2).json()["events"]
         except requests.ConnectionError:
-            events = []
-        if len(events) >= 5:
+            events = None
+        if events is not None and len(events) >= minimum:
             return events
         time.sleep(0.3)
     return []
@@ -132,3 +133,36 @@ def test_a_bad_log_level_stops_the_cli_naming_it():
     result = run_cli("trigger", "--list", LOG_LEVEL="chatty")
     assert result.returncode == 1
     assert "LOG_LEVEL must be" in result.stderr
+
+
+def test_gunicorn_with_the_config_file_serves_pages_beside_open_feeds(tmp_path):
+    """The sync worker would block every request behind one open websocket."""
+    import websocket
+
+    url = f"sqlite:///{tmp_path}/g.db"
+    assert run_cli("db", "upgrade", DATABASE_URL=url).returncode == 0
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"DATABASE_URL": url, "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_events(f"http://localhost:{port}/api/events", minimum=0)
+        feeds = [
+            websocket.create_connection(
+                f"ws://localhost:{port}/ws/streamers/example_streamer", timeout=5
+            )
+            for _ in range(3)
+        ]
+        response = requests.get(f"http://localhost:{port}/", timeout=5)
+        for feed in feeds:
+            feed.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert response.status_code == 200
