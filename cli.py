@@ -2,8 +2,11 @@
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
+import sqlalchemy.orm as so
 
 from app import configure_logging
 from app import create_app
@@ -66,15 +69,26 @@ def run(host: str, port: int | None, threads: int) -> None:
     serve(app.config, host, port, threads)
 
 
-def register_simulator_commands() -> None:
+@contextmanager
+def app_context() -> Iterator[so.Session]:
+    """Give a command a database session inside the configured app."""
+    from app.extensions import db
+
+    with make_app().app_context():
+        yield db.session
+
+
+def register_commands() -> None:
+    from app.report_commands import check_rollups
+    from app.report_commands import report
     from app.simulator.commands import simulate
     from app.simulator.commands import trigger
 
-    cli.add_command(trigger)
-    cli.add_command(simulate)
+    for command in (trigger, simulate, report, check_rollups):
+        cli.add_command(command)
 
 
-register_simulator_commands()
+register_commands()
 
 if __name__ == "__main__":
     cli()

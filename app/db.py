@@ -46,11 +46,21 @@ class Database:
 def create_engine(url: str) -> sa.Engine:
     """Make an engine, tuned for SQLite when the URL names it."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        sa.event.listen(engine, "connect", use_utc)
+        return engine
 
     engine = sa.create_engine(url, connect_args={"timeout": 30})
     sa.event.listen(engine, "connect", tune_sqlite)
     return engine
+
+
+def use_utc(connection, _record) -> None:
+    """Reports cut days in UTC whatever the server's own time zone is."""
+    cursor = connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    connection.commit()
 
 
 def tune_sqlite(connection, _record) -> None:

@@ -51,6 +51,16 @@ ACTOR_PREFIXES = {
     "channel.chat.notification": "chatter_user",
 }
 
+# Where each type keeps the number its supporters are ranked by.
+AMOUNT_PATHS = {
+    "channel.cheer": ("bits",),
+    "channel.bits.use": ("bits",),
+    "channel.subscription.gift": ("total",),
+    "channel.raid": ("viewers",),
+    "channel.channel_points_custom_reward_redemption.add": ("reward", "cost"),
+    "channel.charity_campaign.donate": ("amount", "value"),
+}
+
 # Event fields holding when the event happened, in order of preference.
 TIME_KEYS = (
     "followed_at",
@@ -187,8 +197,28 @@ def build_row(
         "user_name": clip(user_name, 255),
         "occurred_at": find_occurred_at(event_type, event, sent_at),
         "received_at": received_at,
+        "amount": find_amount(event_type, event),
         "payload": {"subscription": subscription, "event": event},
     }
+
+
+def find_amount(event_type: str, event: dict) -> int | None:
+    """Return the number a supporter report adds up, when the type has one.
+
+    Bits for cheers, subs for gifts, viewers for raids, points for custom
+    rewards, minor currency units for charity donations.
+    """
+    path = AMOUNT_PATHS.get(event_type)
+    value: Any = event
+    for key in path or ():
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        amount = int(value)
+    except ValueError:
+        return None
+    return amount if -(2**63) <= amount < 2**63 else None
 
 
 def clip(value: Any, length: int) -> str | None:

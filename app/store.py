@@ -8,6 +8,7 @@ ever pushed to a browser.
 
 import logging
 import re
+from collections import Counter
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from app.events import format_timestamp
 from app.events import parse_timestamp
 from app.events import summarize
 from app.models import Event
+from app.models import EventCount
 from app.models import Subscription
 
 logger = logging.getLogger(__name__)
@@ -38,9 +40,11 @@ def insert_for(session: so.Session, model: type) -> Any:
 
 
 def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]:
-    """Insert event rows, skipping message ids already stored.
+    """Insert event rows, skipping message ids already stored, and count them.
 
-    Returns the events that were new, oldest first. The caller commits.
+    The daily counts grow by the new rows only, in the same transaction, so
+    a redelivery counts nothing. Returns the new events, oldest first. The
+    caller commits.
     """
     if not rows:
         return []
@@ -49,14 +53,39 @@ def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]
         insert_for(session, Event)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(Event.id)
+        .returning(Event)
     )
-    new_ids = list(session.scalars(statement))
-    if not new_ids:
-        return []
+    new_events = sorted(session.scalars(statement), key=lambda e: e.id)
+    count_events(session, new_events)
+    return new_events
 
-    query = sa.select(Event).where(Event.id.in_(new_ids)).order_by(Event.id)
-    return list(session.scalars(query))
+
+def count_events(session: so.Session, events: list[Event]) -> None:
+    """Add newly stored events to ``event_counts``."""
+    if not events:
+        return
+
+    counts = Counter(
+        (e.streamer_name or "", e.event_type, utc_day(e.occurred_at)) for e in events
+    )
+    # A fixed order of keys keeps two concurrent batches from deadlocking.
+    values = [
+        {"streamer_name": name, "event_type": kind, "day": day, "count": count}
+        for (name, kind, day), count in sorted(counts.items())
+    ]
+    statement = insert_for(session, EventCount).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["streamer_name", "event_type", "day"],
+        set_={"count": EventCount.count + statement.excluded["count"]},
+    )
+    session.execute(statement)
+
+
+def utc_day(moment: datetime) -> str:
+    """The UTC day of a stored time, as reports write it (YYYY-MM-DD)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.date().isoformat()
 
 
 def record_subscription(

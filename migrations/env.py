@@ -4,16 +4,16 @@
 nothing here reads the environment.
 """
 
-import sqlalchemy as sa
 from alembic import context
 
+from app.db import create_engine
 from app.models import Base
 
 config = context.config
 
 
 def run_migrations_online() -> None:
-    engine = sa.create_engine(config.attributes["database_url"])
+    engine = create_engine(config.attributes["database_url"])
     with engine.connect() as connection:
         # SQLite cannot ALTER most things; batch mode rebuilds tables instead.
         context.configure(

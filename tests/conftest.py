@@ -28,7 +28,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "app" / "simulator" / "sample
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("events", "subscriptions")
+TABLES = ("events", "event_counts", "subscriptions")
 
 
 @pytest.fixture(scope="session")
