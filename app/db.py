@@ -47,7 +47,7 @@ def create_engine(url: str) -> sa.Engine:
     """Make an engine, tuned for SQLite when the URL names it."""
     if not url.startswith("sqlite"):
         engine = sa.create_engine(url, pool_pre_ping=True)
-        sa.event.listen(engine, "connect", use_utc)
+        sa.event.listen(engine, "connect", tune_postgres)
         return engine
 
     engine = sa.create_engine(url, connect_args={"timeout": 30})
@@ -55,10 +55,15 @@ def create_engine(url: str) -> sa.Engine:
     return engine
 
 
-def use_utc(connection, _record) -> None:
-    """Reports cut days in UTC whatever the server's own time zone is."""
+def tune_postgres(connection, _record) -> None:
+    """Set what reports rely on, whatever the server's own defaults are.
+
+    Days are cut in UTC. JIT compilation costs report queries most of a
+    second and saves nothing at our sizes (bench/reports.py --jit shows it).
+    """
     cursor = connection.cursor()
     cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.execute("SET jit = off")
     cursor.close()
     connection.commit()
 
