@@ -17,7 +17,9 @@ from app.extensions import sock
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
-        "script-src 'self'",
+        # Twitch's embed script is loaded only to learn whether Twitch can be
+        # reached, so the page can explain empty player and chat columns.
+        "script-src 'self' https://player.twitch.tv",
         "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",

@@ -1,4 +1,4 @@
-"""JSON API: stored events, newest first, with cursors for paging."""
+"""JSON API: stored events, newest first, with cursors for paging; channel state."""
 
 import re
 
@@ -6,6 +6,7 @@ from flask import Blueprint
 from flask import jsonify
 from flask import request
 
+from app.channel import describe_channel
 from app.errors import ApiError
 from app.extensions import db
 from app.logins import normalize_login
@@ -29,11 +30,20 @@ def events():
 @bp.get("/streamers/<login>/events")
 def streamer_events(login: str):
     """List one streamer's stored events, newest first."""
+    return page_of_events(read_login(login))
+
+
+@bp.get("/streamers/<login>/channel")
+def streamer_channel(login: str):
+    """Say whether the channel is online, its title, and which types are live."""
+    return jsonify(describe_channel(db.session, read_login(login)))
+
+
+def read_login(raw: str) -> str:
     try:
-        streamer_name = normalize_login(login)
+        return normalize_login(raw)
     except ValueError as e:
         raise ApiError("invalid_login", str(e)) from e
-    return page_of_events(streamer_name)
 
 
 def page_of_events(streamer_name: str | None):

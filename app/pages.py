@@ -12,6 +12,10 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from app.catalogue import FEED_TYPES
+from app.catalogue import GROUPS
+from app.channel import describe_channel
+from app.extensions import db
 from app.logins import normalize_login
 
 bp = Blueprint("pages", __name__)
@@ -53,7 +57,21 @@ def watch(login: str):
         chat_url=chat_url(login, parent),
         embed_note=note,
         ws_url_path=f"/ws/streamers/{login}",
+        channel=describe_channel(db.session, login),
+        type_groups=group_feed_types(),
     )
+
+
+def group_feed_types() -> list[dict]:
+    """Return the feed types under their group headings, for the types panel."""
+    return [
+        {
+            "key": key,
+            "label": label,
+            "types": [t for t in FEED_TYPES if t.group == key],
+        }
+        for key, label in GROUPS.items()
+    ]
 
 
 def embed_parent(host: str) -> tuple[str, str | None]:

@@ -2,6 +2,10 @@
 
 import pytest
 
+from conftest import compact
+from conftest import load_sample
+from conftest import signed_headers
+
 
 def test_home_asks_for_a_login(client):
     response = client.get("/")
@@ -54,3 +58,26 @@ def test_pages_forbid_inline_scripts(client):
     policy = client.get("/").headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "frame-src https://player.twitch.tv https://www.twitch.tv" in policy
+
+
+def test_watch_page_carries_the_channel_state_for_its_script(client):
+    response = client.get("/watch/example_streamer")
+    assert '<script id="channel-state" type="application/json">' in response.text
+    assert '"login": "example_streamer"' in response.text
+
+
+def test_channel_state_in_the_page_cannot_close_its_script_element(client):
+    """Guards against a channel title ending the JSON block and adding markup."""
+    body = load_sample("channel.update.v2")
+    body["event"]["title"] = "</script><script>alert(1)</script>"
+    raw = compact(body)
+    client.post("/webhooks/eventsub", data=raw, headers=signed_headers(raw))
+
+    response = client.get("/watch/example_streamer")
+    assert "<script>alert(1)" not in response.text
+    assert response.text.count("</script>") == 2
+
+
+def test_pages_may_load_twitchs_embed_script_to_detect_internet_access(client):
+    policy = client.get("/watch/example_streamer").headers["Content-Security-Policy"]
+    assert "script-src 'self' https://player.twitch.tv;" in policy

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import random
 import socket
 import threading
 import time
@@ -14,11 +15,13 @@ from http.server import ThreadingHTTPServer
 import pytest
 from click.testing import CliRunner
 
+from app.catalogue import PUBLIC_TYPES
 from app.simulator.commands import trigger
 from app.simulator.messages import CAST
 from app.simulator.messages import SAMPLE_TYPES
 from app.simulator.messages import VIEWERS
 from app.simulator.messages import Message
+from app.simulator.messages import build_gifted_subs
 from app.simulator.messages import build_headers
 from app.simulator.messages import build_notification
 from app.simulator.messages import build_revocation
@@ -46,6 +49,7 @@ class Delivery:
     """One request as the test receiver saw it."""
 
     message_id: str
+    message_type: str
     retry: int
     body: bytes
     signed: bool
@@ -88,11 +92,18 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             self.headers["Twitch-Eventsub-Message-Signature"],
         )
         retry = int(self.headers["Twitch-Eventsub-Message-Retry"])
-        self.server.record(Delivery(message_id, retry, body, signed))
+        message_type = self.headers["Twitch-Eventsub-Message-Type"]
+        self.server.record(Delivery(message_id, message_type, retry, body, signed))
+        if message_type == "webhook_callback_verification":
+            self.answer(200, parse(body)["challenge"].encode())
+        else:
+            self.answer(self.server.status, b"")
 
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "0")
+    def answer(self, status: int, body: bytes):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format, *args):
         pass  # keeps pytest's output free of access log lines
@@ -126,6 +137,21 @@ def closed_port_url():
 
 def parse(body: bytes) -> dict:
     return json.loads(body.decode("utf-8"))
+
+
+def notifications(deliveries: list[Delivery]) -> list[Delivery]:
+    return [d for d in deliveries if d.message_type == "notification"]
+
+
+def challenged(deliveries: list[Delivery], streamer: str) -> set[str]:
+    """The subscription types whose challenge was sent for ``streamer``."""
+    streamer_id = find_person(streamer).id
+    return {
+        parse(d.body)["subscription"]["type"]
+        for d in deliveries
+        if d.message_type == "webhook_callback_verification"
+        and streamer_id in parse(d.body)["subscription"]["condition"].values()
+    }
 
 
 def event_of(message: Message) -> dict:
@@ -249,6 +275,18 @@ def test_prediction_winner_points_to_one_of_its_new_outcomes():
 
     assert event["winning_outcome_id"] in outcome_ids
     assert "985faeef-090f-4431-b3e6-173529a883b2" not in outcome_ids
+
+
+def test_a_gift_is_followed_by_one_gifted_sub_per_recipient():
+    gift = build_notification("channel.subscription.gift", STREAMER, variant="default")
+    total, tier = event_of(gift)["total"], event_of(gift)["tier"]
+
+    subs = [event_of(message) for message in build_gifted_subs(gift)]
+
+    assert len(subs) == total
+    assert len({sub["user_login"] for sub in subs}) == total
+    assert {(sub["is_gift"], sub["tier"]) for sub in subs} == {(True, tier)}
+    assert event_of(gift)["user_login"] not in {sub["user_login"] for sub in subs}
 
 
 def test_unknown_type_is_refused():
@@ -457,10 +495,104 @@ def test_simulator_at_rate_zero_waits_for_set_rate(receiver, simulators):
     simulator = start_simulator(simulators, receiver.url, rate=0)
 
     time.sleep(0.3)
-    assert receiver.deliveries == []
+    assert notifications(receiver.deliveries) == []
 
     simulator.set_rate(200)
-    assert len(receiver.wait_until(lambda seen: len(seen) >= 3)) >= 3
+    sent = receiver.wait_until(lambda seen: len(notifications(seen)) >= 3)
+    assert len(notifications(sent)) >= 3
+
+
+def test_simulator_first_verifies_every_type_of_a_connected_channel(
+    receiver, simulators
+):
+    start_simulator(simulators, receiver.url, rate=0)
+
+    expected = len(SAMPLE_TYPES) + len(set(PUBLIC_TYPES) & set(SAMPLE_TYPES))
+    deliveries = receiver.wait_until(lambda seen: len(seen) >= expected)
+
+    assert challenged(deliveries, "example_streamer") == set(SAMPLE_TYPES)
+    assert challenged(deliveries, "other_streamer") == set(PUBLIC_TYPES)
+
+
+def test_simulator_first_takes_every_channel_live(receiver, simulators):
+    start_simulator(simulators, receiver.url, rate=100, redelivery_chance=0)
+
+    sent = receiver.wait_until(lambda seen: len(notifications(seen)) >= 4)
+
+    first = [parse(d.body)["subscription"]["type"] for d in notifications(sent)[:4]]
+    assert first == ["stream.online", "channel.update"] * 2
+
+
+def test_simulator_sends_only_public_types_to_an_unconnected_channel(
+    receiver, simulators
+):
+    other_id = find_person("other_streamer").id
+    start_simulator(simulators, receiver.url, rate=500, streamers=("other_streamer",))
+
+    deliveries = receiver.wait_until(lambda seen: len(notifications(seen)) >= 30)
+
+    types = {parse(d.body)["subscription"]["type"] for d in notifications(deliveries)}
+    assert types <= set(PUBLIC_TYPES)
+    assert all(
+        other_id in parse(d.body)["subscription"]["condition"].values()
+        for d in deliveries
+    )
+
+
+def first_gift_and_what_follows(deliveries: list[Delivery]):
+    """The first gift and the notifications after it, once all its subs came."""
+    bodies = [parse(d.body) for d in notifications(deliveries)]
+    gifts = [
+        index
+        for index, body in enumerate(bodies)
+        if body["subscription"]["type"] == "channel.subscription.gift"
+    ]
+    if not gifts:
+        return None
+    gift = bodies[gifts[0]]
+    following = bodies[gifts[0] + 1 : gifts[0] + 1 + gift["event"]["total"]]
+    return (gift, following) if len(following) == gift["event"]["total"] else None
+
+
+def test_simulator_follows_a_gift_with_its_gifted_subs(receiver, simulators):
+    start_simulator(
+        simulators,
+        receiver.url,
+        rate=1000,
+        streamers=("example_streamer",),
+        redelivery_chance=0,
+        rng=random.Random(3),
+    )
+
+    sent = receiver.wait_until(first_gift_and_what_follows)
+    gift, following = first_gift_and_what_follows(sent)
+
+    tier = gift["event"]["tier"]
+    assert {body["subscription"]["type"] for body in following} == {"channel.subscribe"}
+    assert {(b["event"]["is_gift"], b["event"]["tier"]) for b in following} == {
+        (True, tier)
+    }
+
+
+def test_simulator_keeps_a_polls_id_from_begin_to_end(receiver, simulators):
+    start_simulator(
+        simulators,
+        receiver.url,
+        rate=1000,
+        streamers=("example_streamer",),
+        redelivery_chance=0,
+        rng=random.Random(6),
+    )
+
+    def polls(seen):
+        return [
+            parse(d.body)["event"]
+            for d in notifications(seen)
+            if parse(d.body)["subscription"]["type"].startswith("channel.poll.")
+        ]
+
+    found = polls(receiver.wait_until(lambda seen: len(polls(seen)) >= 8))
+    assert len({event["id"] for event in found}) < len(found)
 
 
 def test_simulator_waits_for_the_server_to_come_up(simulators, caplog):

@@ -64,12 +64,20 @@ STREAMERS = (
     Person("1000001", "example_streamer", "Example_Streamer"),
     Person("1000002", "other_streamer", "Other_Streamer"),
 )
+# The second sample channel plays a streamer who has not connected
+# streamfeed: Twitch sends it only the types that need no consent.
+UNCONNECTED_STREAMERS = ("other_streamer",)
 VIEWERS = (
     Person("2000001", "viewer_one", "Viewer_One"),
     Person("2000002", "sakura_hoshino", "星野さくら"),
     Person("2000003", "pixel_pioneer", "Pixel_Pioneer"),
     Person("2000004", "quiet_lurker", "quiet_lurker"),
     Person("2000005", "troll_account_99", "Troll_Account_99"),
+)
+# Made-up viewers who receive gifted subs, beyond the regular cast.
+RECIPIENT_WORDS = (
+    ("lunar", "pixel", "cozy", "swift", "quiet", "neon", "mossy", "amber"),
+    ("fox", "otter", "comet", "lantern", "falcon", "maple", "badger", "koi"),
 )
 MODERATOR = Person("3000001", "mod_maria", "Mod_Maria")
 CHAT_BOT = Person("4000001", "example_feed_bot", "Example_Feed_Bot")
@@ -174,14 +182,66 @@ def build_notification(
     *,
     variant: str | None = None,
     rng: random.Random | None = None,
+    event_id: str | None = None,
 ) -> Message:
     """Build a notification of ``subscription_type`` for the channel ``streamer``.
 
     ``variant`` names one of ``SAMPLE_VARIANTS[subscription_type]``; without
-    it one is picked at random, the plain sample most often. Raises
+    it one is picked at random, the plain sample most often. ``event_id``
+    keeps the event's own id, so the begin, progress and end of one poll
+    (or prediction, hype train, goal, campaign) name the same one. Raises
     ``ValueError`` for a type or variant that has no sample.
     """
     rng = rng or random.Random()
+    body = _build_body(subscription_type, streamer, variant, rng)
+    if event_id is not None and "id" in body["event"]:
+        body["event"]["id"] = event_id
+    return _message("notification", body)
+
+
+def build_gifted_subs(gift: Message, rng: random.Random | None = None) -> list[Message]:
+    """Build the ``channel.subscribe`` notifications that follow a gift.
+
+    Twitch sends one per recipient, with ``is_gift`` set and the gift's
+    tier, right after the ``channel.subscription.gift`` that announced
+    them. Raises ``ValueError`` when ``gift`` is not such a notification.
+    """
+    if gift.subscription_type != "channel.subscription.gift":
+        raise ValueError(f"gift must be a gift notification; got {gift!r}")
+
+    rng = rng or random.Random()
+    event = json.loads(gift.body)["event"]
+    recipients = _pick_recipients(int(event["total"]), event["user_login"], rng)
+    return [
+        _gifted_sub(event["broadcaster_user_login"], recipient, event["tier"], rng)
+        for recipient in recipients
+    ]
+
+
+def _gifted_sub(streamer: str, recipient: Person, tier: str, rng) -> Message:
+    body = _build_body("channel.subscribe", streamer, DEFAULT_VARIANT, rng)
+    _put_person(body["event"], "user_", recipient)
+    body["event"]["tier"] = tier
+    body["event"]["is_gift"] = True
+    return _message("notification", body)
+
+
+def _pick_recipients(count: int, gifter: str | None, rng) -> list[Person]:
+    """Return ``count`` different viewers, never the gifter."""
+    pool = [viewer for viewer in VIEWERS if viewer.login != gifter]
+    rng.shuffle(pool)
+    taken = {viewer.login for viewer in pool}
+    while len(pool) < count:
+        first, second = (rng.choice(words) for words in RECIPIENT_WORDS)
+        login = f"{first}_{second}{rng.randint(1, 999)}"
+        if login not in taken:
+            taken.add(login)
+            pool.append(find_person(login))
+    return pool[:count]
+
+
+def _build_body(subscription_type: str, streamer: str, variant, rng) -> dict:
+    """Return a notification body of a sample, recast for ``streamer``."""
     body = _pick_sample(subscription_type, variant, rng)
     target = find_person(streamer)
 
@@ -191,7 +251,7 @@ def build_notification(
     _VARIATIONS.get(subscription_type, _keep)(body["event"], rng)
 
     _rewrite_subscription(body["subscription"], target, "enabled")
-    return _message("notification", body)
+    return body
 
 
 def build_verification(
