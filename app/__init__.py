@@ -55,9 +55,11 @@ def register_blueprints(app: Flask) -> None:
     from app import api
     from app import live
     from app import pages
+    from app import stats
     from webhooks import views as webhooks
 
     app.register_blueprint(pages.bp)
+    app.register_blueprint(stats.bp, url_prefix="/stats")
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(webhooks.bp, url_prefix="/webhooks")
