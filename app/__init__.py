@@ -8,9 +8,14 @@ from typing import Any
 
 from flask import Flask
 
+from app import auth
 from app import errors
+from app import sessions
+from app import twitch
 from app.config import finish_config
 from app.config import load_config
+from app.extensions import cache
+from app.extensions import csrf
 from app.extensions import db
 from app.extensions import sock
 
@@ -44,6 +49,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(settings["LOG_LEVEL"])
     db.init_app(app)
+    cache.init_app(app)
+    sessions.init_app(app)
+    csrf.init_app(app)
+    twitch.init_app(app)
+    auth.init_app(app)
     sock.init_app(app)
     errors.init_app(app)
     register_blueprints(app)
@@ -58,11 +68,21 @@ def register_blueprints(app: Flask) -> None:
     from app import stats
     from webhooks import views as webhooks
 
+    # Twitch signs its webhooks; a CSRF token has no place there.
+    csrf.exempt(webhooks.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(stats.bp, url_prefix="/stats")
     app.register_blueprint(live.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(webhooks.bp, url_prefix="/webhooks")
+    if app.config["TWITCH_SIMULATED"]:
+        from app.simulator import twitch as simulated_twitch
+
+        simulated_twitch.init_app(app)
+        # It plays Twitch, whose endpoints take no CSRF token of ours.
+        csrf.exempt(simulated_twitch.bp)
+        app.register_blueprint(simulated_twitch.bp, url_prefix="/simulator/twitch")
 
 
 def configure_logging(level: str) -> None:

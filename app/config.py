@@ -49,6 +49,20 @@ def parse_positive_int(value: str) -> int:
     return int(value)
 
 
+def parse_base_url(value: str) -> str:
+    """Read an http(s) URL without a trailing slash."""
+    if not value.startswith(("http://", "https://")) or len(value) < 10:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def parse_proxy_count(value: str) -> int:
+    """Read how many proxies stand in front of the app: 0 to 5."""
+    if not value.isascii() or not value.isdigit() or int(value) > 5:
+        raise ValueError(f"must be a whole number from 0 to 5, got {value!r}")
+    return int(value)
+
+
 def parse_rate(value: str) -> float:
     """Read a rate of events per second, above 0 and at most 1000."""
     try:
@@ -124,6 +138,47 @@ SETTINGS = (
         "Client secret of the Twitch application.",
     ),
     Setting(
+        "TWITCH_AUTH_BASE_URL",
+        parse_base_url,
+        None,
+        "Base URL of Twitch's OAuth server. Unset: https://id.twitch.tv, or "
+        "the simulator's own when it plays Twitch.",
+    ),
+    Setting(
+        "TWITCH_API_BASE_URL",
+        parse_base_url,
+        None,
+        "Base URL of the Helix API. Unset: https://api.twitch.tv/helix, or "
+        "the simulator's own when it plays Twitch.",
+    ),
+    Setting(
+        "GITHUB_CLIENT_ID",
+        str,
+        None,
+        "Client id of a GitHub OAuth app; with GITHUB_CLIENT_SECRET it adds "
+        "GitHub as a second way to sign in.",
+    ),
+    Setting(
+        "GITHUB_CLIENT_SECRET",
+        str,
+        None,
+        "Client secret of the GitHub OAuth app.",
+    ),
+    Setting(
+        "REDIS_URL",
+        str,
+        None,
+        "Redis URL (redis:// or rediss://). Set: sessions and caches live in "
+        "Redis. Unset: files and memory under instance/.",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        parse_proxy_count,
+        0,
+        "How many proxies in front of the app set X-Forwarded-Proto and "
+        "X-Forwarded-Host (1 on Heroku), so that HTTPS is recognised.",
+    ),
+    Setting(
         "SIMULATOR",
         parse_bool,
         None,
@@ -192,6 +247,55 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
     config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
     if config["SIMULATOR"] is None:
         config["SIMULATOR"] = embedded and not config["TWITCH_CLIENT_ID"]
+    finish_twitch(config)
+    check_redis_url(config["REDIS_URL"])
+
+
+SIMULATED_CLIENT_ID = "streamfeed-simulator"
+TWITCH_AUTH_BASE_URL = "https://id.twitch.tv"
+TWITCH_API_BASE_URL = "https://api.twitch.tv/helix"
+
+
+def finish_twitch(config: dict[str, Any]) -> None:
+    """Decide who plays Twitch, and check that its credentials come in pairs.
+
+    Without a client id the simulator, when on, plays Twitch's OAuth server
+    and Helix at ``/simulator/twitch`` of this very app, so the real sign-in
+    and Helix code runs locally. Production mode needs real credentials.
+    """
+    simulated = bool(config["SIMULATOR"]) and not config["TWITCH_CLIENT_ID"]
+    config["TWITCH_SIMULATED"] = simulated
+    if simulated:
+        local = f"http://localhost:{config['PORT']}/simulator/twitch"
+        config["TWITCH_CLIENT_ID"] = SIMULATED_CLIENT_ID
+        config["TWITCH_CLIENT_SECRET"] = "simulated-" + config["SECRET_KEY"][:16]
+        config["TWITCH_AUTH_BASE_URL"] = config["TWITCH_AUTH_BASE_URL"] or local
+        config["TWITCH_API_BASE_URL"] = config["TWITCH_API_BASE_URL"] or (
+            local + "/helix"
+        )
+    config["TWITCH_AUTH_BASE_URL"] = config["TWITCH_AUTH_BASE_URL"] or (
+        TWITCH_AUTH_BASE_URL
+    )
+    config["TWITCH_API_BASE_URL"] = config["TWITCH_API_BASE_URL"] or (
+        TWITCH_API_BASE_URL
+    )
+
+    if not config["EMBEDDED"] and not config["TWITCH_CLIENT_ID"]:
+        raise ConfigError(
+            "TWITCH_CLIENT_ID must be set when DATABASE_URL names Postgres"
+        )
+    for provider in ("TWITCH", "GITHUB"):
+        client_id = config[f"{provider}_CLIENT_ID"]
+        if client_id and not config[f"{provider}_CLIENT_SECRET"]:
+            raise ConfigError(
+                f"{provider}_CLIENT_SECRET must be set with {provider}_CLIENT_ID"
+            )
+
+
+def check_redis_url(url: str | None) -> None:
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        # The URL may hold a password, so it is not quoted back.
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
 
 
 def check_eventsub_secret(secret: str) -> None:

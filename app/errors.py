@@ -10,6 +10,7 @@ from flask import Flask
 from flask import jsonify
 from flask import render_template
 from flask import request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -29,6 +30,7 @@ class ApiError(Exception):
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
 
@@ -40,6 +42,18 @@ def wants_json() -> bool:
 def handle_api_error(e: ApiError):
     db.session.rollback()
     return jsonify(error=e.code, message=e.message), e.status
+
+
+def handle_csrf_error(e: CSRFError):
+    logger.warning("Request %s %s: refused, %s", request.method, request.path, e)
+    message = (
+        "This form was not sent from a page of streamfeed, or it is too old. "
+        "Go back, reload the page and send it again."
+    )
+    db.session.rollback()
+    return render_template(
+        "pages/error.html", title="Form refused", message=message
+    ), 400
 
 
 def handle_http_error(e: HTTPException):

@@ -82,3 +82,58 @@ class Subscription(Base):
     revoked_at: so.Mapped[datetime | None] = so.mapped_column(
         sa.DateTime(timezone=True)
     )
+
+
+class User(Base):
+    """Someone who signed in, with Twitch or GitHub, and their favorite."""
+
+    __tablename__ = "users"
+
+    id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
+    provider: so.Mapped[str] = so.mapped_column(sa.String(20))
+    provider_user_id: so.Mapped[str] = so.mapped_column(sa.String(64))
+    login: so.Mapped[str] = so.mapped_column(sa.String(100))
+    display_name: so.Mapped[str] = so.mapped_column(sa.String(255))
+    favorite_login: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+    favorite_id: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+    created_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
+    signed_in_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.UniqueConstraint("provider", "provider_user_id", name="uq_users_identity"),
+    )
+
+
+class TwitchToken(Base):
+    """A Twitch user token we hold, encrypted: a sign-in's or a channel's.
+
+    ``purpose`` is ``signin`` for the token of a viewer's session, and
+    ``channel`` for the consent a streamer or moderator gave for a
+    channel's scoped events. ``ended_at`` is set when Twitch stops
+    accepting it; the sessions it belongs to end with it.
+    """
+
+    __tablename__ = "twitch_tokens"
+
+    id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE")
+    )
+    purpose: so.Mapped[str] = so.mapped_column(sa.String(20))
+    twitch_user_id: so.Mapped[str] = so.mapped_column(sa.String(40))
+    channel_id: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+    channel_login: so.Mapped[str | None] = so.mapped_column(sa.String(40))
+    scopes: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    access_token: so.Mapped[str] = so.mapped_column(sa.Text)
+    refresh_token: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    expires_at: so.Mapped[datetime | None] = so.mapped_column(
+        sa.DateTime(timezone=True)
+    )
+    validated_at: so.Mapped[datetime | None] = so.mapped_column(
+        sa.DateTime(timezone=True)
+    )
+    created_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
+    ended_at: so.Mapped[datetime | None] = so.mapped_column(sa.DateTime(timezone=True))
+    ended_reason: so.Mapped[str | None] = so.mapped_column(sa.String(200))
+
+    __table_args__ = (sa.Index("ix_twitch_tokens_channel_id", "channel_id"),)

@@ -1,4 +1,4 @@
-"""Pages: home (pick a streamer) and the three-column watch page."""
+"""Pages: home (sign in, pick a favorite streamer) and the watch page."""
 
 import ipaddress
 import re
@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask import abort
+from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
@@ -17,6 +18,8 @@ from app.catalogue import GROUPS
 from app.channel import describe_channel
 from app.extensions import db
 from app.logins import normalize_login
+from app.twitch import TwitchError
+from app.twitch import twitch
 
 bp = Blueprint("pages", __name__)
 
@@ -25,8 +28,46 @@ HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 @bp.get("/")
 def home():
-    """Ask for a streamer's login."""
-    return render_template("pages/home.html", login="", error=None)
+    """Offer sign-in, or the signed-in viewer's favorite; ask for a login."""
+    return render_home()
+
+
+def render_home(status: int = 200, **fields):
+    fields = {"login": "", "error": None, "favorite_error": None} | fields
+    fields["session_ended"] = g.get("session_ended")
+    return render_template("pages/home.html", **fields), status
+
+
+@bp.post("/favorite")
+def choose_favorite():
+    """Save the signed-in viewer's favorite streamer, checked with Helix."""
+    viewer = g.get("viewer")
+    if viewer is None:
+        return render_home(401, favorite_error="Sign in to keep a favorite streamer.")
+
+    typed = request.form.get("login", "")
+    try:
+        login = normalize_login(typed)
+    except ValueError as e:
+        return render_home(400, favorite=typed, favorite_error=sentence(str(e)))
+
+    try:
+        user = twitch().find_user(login)
+    except TwitchError:
+        message = "Twitch cannot be reached right now, so {} could not be checked."
+        return render_home(503, favorite=typed, favorite_error=message.format(login))
+    if user is None:
+        message = f"There is no Twitch channel named {login}."
+        return render_home(404, favorite=typed, favorite_error=message)
+
+    viewer.favorite_login = user["login"]
+    viewer.favorite_id = user["id"]
+    db.session.commit()
+    return redirect(url_for("pages.watch", login=viewer.favorite_login))
+
+
+def sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 @bp.get("/watch")
@@ -36,8 +77,7 @@ def choose():
     try:
         login = normalize_login(typed)
     except ValueError as e:
-        error = str(e)[0].upper() + str(e)[1:]
-        return render_template("pages/home.html", login=typed, error=error), 400
+        return render_home(400, login=typed, error=sentence(str(e)))
     return redirect(url_for("pages.watch", login=login))
 
 

@@ -8,6 +8,7 @@ per run and emptied before each test.
 
 import json
 import os
+import tempfile
 import threading
 import uuid
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "app" / "simulator" / "sample
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("events", "event_counts", "subscriptions")
+TABLES = ("events", "event_counts", "subscriptions", "twitch_tokens", "users")
+SESSION_FILES = Path(tempfile.mkdtemp(prefix="streamfeed-test-sessions-"))
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +66,10 @@ def make_test_app(database_url: str, **overrides):
         "EVENTSUB_SECRET": SECRET,
         "SECRET_KEY": "test-key",
         "SIMULATOR": False,
+        # Never called: tests that talk to Twitch use the simulator's.
+        "TWITCH_CLIENT_ID": "test-client-id",
+        "TWITCH_CLIENT_SECRET": "test-client-secret",
+        "SESSION_FILE_DIR": str(SESSION_FILES),
     }
     app = create_app(config | overrides)
     empty_tables(app)
@@ -171,7 +177,7 @@ def live_server(sqlite_url):
     """The app on SQLite served over real HTTP (websockets included)."""
     app = make_test_app(sqlite_url)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield LiveServer(f"http://localhost:{server.server_port}", app)
     server.shutdown()
@@ -182,3 +188,54 @@ def live_server(sqlite_url):
 def eventsub_secret() -> str:
     """The secret every test app verifies webhooks with."""
     return SECRET
+
+
+class DeferredApp:
+    """A WSGI callable whose app is set once the server knows its port."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+def serve(make_app):
+    """Serve ``make_app(url)`` over real HTTP on a free port; stop on close."""
+    deferred = DeferredApp()
+    server = make_server("127.0.0.1", 0, deferred, threaded=True)
+    url = f"http://localhost:{server.server_port}"
+    deferred.app = make_app(url)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    return LiveServer(url, deferred.app), server
+
+
+def simulated_twitch_config(url: str) -> dict:
+    """Settings for an app whose simulator plays Twitch at ``url``."""
+    return {
+        "SIMULATOR": True,
+        "TWITCH_CLIENT_ID": None,
+        "TWITCH_CLIENT_SECRET": None,
+        "TWITCH_AUTH_BASE_URL": f"{url}/simulator/twitch",
+        "TWITCH_API_BASE_URL": f"{url}/simulator/twitch/helix",
+        "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}:cache:",
+        "SESSION_KEY_PREFIX": f"test-{uuid.uuid4().hex}:session:",
+    }
+
+
+@pytest.fixture
+def twitch_server(database_url, request):
+    """The app on either database, its simulator playing Twitch, over HTTP.
+
+    Tests may pass settings through ``@pytest.mark.settings(...)``.
+    """
+    marker = request.node.get_closest_marker("settings")
+    extra = marker.kwargs if marker else {}
+
+    def make_app(url):
+        return make_test_app(database_url, **simulated_twitch_config(url), **extra)
+
+    live, server = serve(make_app)
+    yield live
+    server.shutdown()
+    live.app.extensions["db"].engine.dispose()

@@ -724,3 +724,23 @@ def test_keyboard_reaches_the_feed_and_its_controls(driver, live_server):
     assert (pause.get_attribute("id"), pause.text) == ("pause", "Resume")
     feed = driver.find_element(By.ID, "feed")
     assert feed.get_attribute("aria-live") == "polite"
+
+
+# Sign-in
+
+
+def test_sign_in_through_the_simulated_twitch_reaches_the_watch_page(
+    driver, twitch_server
+):
+    driver.get(f"{twitch_server.url}/")
+    driver.find_element(By.LINK_TEXT, "Sign in with Twitch").click()
+    driver.find_element(By.CSS_SELECTOR, "button[data-login=viewer_one]").click()
+    wait_until(driver, lambda: driver.find_elements(By.ID, "favorite"))
+
+    field = driver.find_element(By.ID, "favorite")
+    field.send_keys("example_streamer", Keys.ENTER)
+    wait_for_status(driver, "connected")
+    account = driver.find_element(By.CLASS_NAME, "account-name").text
+
+    assert driver.current_url == f"{twitch_server.url}/watch/example_streamer"
+    assert account == "Viewer_One"

@@ -24,18 +24,45 @@ def test_embedded_mode_generates_secrets_once_and_keeps_them(tmp_path):
 
 
 def test_twitch_credentials_turn_the_simulator_off(tmp_path):
-    assert not configured(tmp_path, TWITCH_CLIENT_ID="abc")["SIMULATOR"]
-    assert configured(tmp_path, TWITCH_CLIENT_ID="abc", SIMULATOR="1")["SIMULATOR"]
+    credentials = {"TWITCH_CLIENT_ID": "abc", "TWITCH_CLIENT_SECRET": "def"}
+    assert not configured(tmp_path, **credentials)["SIMULATOR"]
+    assert configured(tmp_path, SIMULATOR="1", **credentials)["SIMULATOR"]
     assert not configured(tmp_path, SIMULATOR="0")["SIMULATOR"]
 
 
-@pytest.mark.parametrize("name", ["EVENTSUB_SECRET", "SECRET_KEY"])
+def test_without_credentials_the_simulator_plays_twitch_on_this_port(tmp_path):
+    config = configured(tmp_path, PORT="5123")
+    simulator = "http://localhost:5123/simulator/twitch"
+    assert config["TWITCH_SIMULATED"]
+    assert config["TWITCH_AUTH_BASE_URL"] == simulator
+    assert config["TWITCH_API_BASE_URL"] == simulator + "/helix"
+
+
+def test_real_credentials_talk_to_twitch(tmp_path):
+    config = configured(tmp_path, TWITCH_CLIENT_ID="abc", TWITCH_CLIENT_SECRET="d")
+    assert not config["TWITCH_SIMULATED"]
+    assert config["TWITCH_AUTH_BASE_URL"] == "https://id.twitch.tv"
+    assert config["TWITCH_API_BASE_URL"] == "https://api.twitch.tv/helix"
+
+
+@pytest.mark.parametrize("provider", ["TWITCH", "GITHUB"])
+def test_a_client_id_without_its_secret_stops_start_up(tmp_path, provider):
+    with pytest.raises(ConfigError, match=f"{provider}_CLIENT_SECRET must be set"):
+        configured(tmp_path, **{f"{provider}_CLIENT_ID": "abc"})
+
+
+PRODUCTION = {
+    "DATABASE_URL": "postgres://u@h/db",
+    "EVENTSUB_SECRET": "0123456789abcdef",
+    "SECRET_KEY": "k",
+    "TWITCH_CLIENT_ID": "abc",
+    "TWITCH_CLIENT_SECRET": "def",
+}
+
+
+@pytest.mark.parametrize("name", ["EVENTSUB_SECRET", "SECRET_KEY", "TWITCH_CLIENT_ID"])
 def test_postgres_without_a_secret_stops_start_up_naming_it(tmp_path, name):
-    environ = {
-        "DATABASE_URL": "postgres://u@h/db",
-        "EVENTSUB_SECRET": "0123456789abcdef",
-        "SECRET_KEY": "k",
-    }
+    environ = dict(PRODUCTION)
     del environ[name]
     with pytest.raises(ConfigError, match=name):
         configured(tmp_path, **environ)
@@ -64,6 +91,10 @@ def test_an_error_never_shows_the_secret(tmp_path):
         ("SIMULATOR", "maybe"),
         ("SIMULATOR_RATE", "0"),
         ("LOG_LEVEL", "LOUD"),
+        ("TWITCH_AUTH_BASE_URL", "id.twitch.tv"),
+        ("TWITCH_API_BASE_URL", "ftp://api"),
+        ("TRUSTED_PROXIES", "many"),
+        ("TRUSTED_PROXIES", "9"),
     ],
 )
 def test_invalid_values_name_their_variable(name, value):
@@ -81,3 +112,9 @@ def test_invalid_values_name_their_variable(name, value):
 )
 def test_heroku_style_urls_are_accepted(url, expected):
     assert normalize_database_url(url) == expected
+
+
+def test_a_redis_url_of_another_scheme_stops_start_up_without_echoing_it(tmp_path):
+    with pytest.raises(ConfigError, match="REDIS_URL must start with") as caught:
+        configured(tmp_path, REDIS_URL="http://user:hunter2@cache:6379")
+    assert "hunter2" not in str(caught.value)

@@ -67,6 +67,8 @@ def filled(app, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", app.config["DATABASE_URL"])
     monkeypatch.setenv("EVENTSUB_SECRET", SECRET)
     monkeypatch.setenv("SECRET_KEY", "test-key")
+    monkeypatch.setenv("TWITCH_CLIENT_ID", "test-client-id")
+    monkeypatch.setenv("TWITCH_CLIENT_SECRET", "test-client-secret")
     return app
 
 
