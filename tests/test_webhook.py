@@ -348,3 +348,37 @@ def test_a_subscription_without_a_usable_id_or_type_gets_400(client, key, value)
     response = post_body(client, body)
     assert response.status_code == 400, response.text
     assert f"subscription {key}" in response.text
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"NaN", b"not valid JSON"),
+        (b"-Infinity", b"not valid JSON"),
+        (b"1e400", b"number out of range"),
+        (b"9" * 5000, b"number out of range"),
+    ],
+    ids=["nan", "minus-infinity", "float-overflow", "5000-digits"],
+)
+def test_numbers_no_database_can_hold_get_400_not_500(client, app, value, reason):
+    """NaN broke the API's JSON on SQLite; Postgres and int() raised 500."""
+    raw = compact(load_sample("channel.cheer.v1"))
+    raw = raw[:-1] + b',"extra":' + value + b"}"
+    response = post_body(client, raw)
+    assert response.status_code == 400, response.text
+    assert reason in response.data
+    assert count_events(app) == 0
+
+
+def test_lone_surrogates_are_stored_as_replacement_characters(client, app):
+    """A lone ``\\ud800`` escape is JSON no database stores; keep the event."""
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "LONE"
+    body["event"]["user_name"] = "PAIR"
+    raw = compact(body).replace(b"LONE", b"a\\ud800b\\udc00")
+    raw = raw.replace(b"PAIR", b"\\ud83d\\ude00")
+    response = post_body(client, raw, message_id="surrogate")
+    event = stored(app, "surrogate")
+    assert response.status_code == 204, response.text
+    assert event.payload["event"]["message"] == "a\ufffdb\ufffd"
+    assert event.user_name == "\U0001f600"
