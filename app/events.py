@@ -236,7 +236,14 @@ def summarize(event_type: str, event: dict) -> str:
     if describe is not None:
         try:
             return describe(event)
-        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        except (
+            AttributeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+            ArithmeticError,
+        ):
             logger.warning(
                 "Event %s: fields not as expected, summarized plainly", event_type
             )
@@ -275,10 +282,16 @@ def with_text(sentence: str, text: Any) -> str:
     return f"{sentence}: {text}" if text else sentence
 
 
+MAX_DECIMAL_PLACES = 8
+
+
 def money(amount: dict | None) -> str:
     """Write Twitch's minor-unit money object, e.g. 2500/2/USD as 25.00 USD."""
     amount = amount or {}
     places = int(amount.get("decimal_places") or 0)
+    # Currencies use 0 to 4; a wild value would cost seconds and megabytes.
+    if not 0 <= places <= MAX_DECIMAL_PLACES:
+        raise ValueError(f"decimal_places out of range: {places}")
     value = int(amount.get("value") or 0) / 10**places
     return f"{value:.{places}f} {amount.get('currency', '')}".strip()
 

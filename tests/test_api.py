@@ -95,3 +95,22 @@ def test_unknown_api_paths_answer_json_404(client):
     response = client.get("/api/nothing")
     assert response.status_code == 404
     assert response.get_json()["error"] == "not_found"
+
+
+def test_one_event_with_a_wild_amount_does_not_break_the_list(client):
+    """A donation of 10**400 made summarize raise; the whole list answered 500."""
+    body = load_sample("channel.charity_campaign.donate.v1")
+    body["event"]["amount"]["value"] = 10**400
+    raw = compact(body)
+    headers = signed_headers(raw, message_id="wild")
+    assert (
+        client.post("/webhooks/eventsub", data=raw, headers=headers).status_code == 204
+    )
+    post_sample(client, "channel.follow.v2", message_id="plain")
+    for url in ("/api/events", "/api/streamers/example_streamer/events"):
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        assert [e["message_id"] for e in response.get_json()["events"]] == [
+            "plain",
+            "wild",
+        ]

@@ -78,6 +78,22 @@ def row_of(sample: str) -> dict:
     return build_rows("m", load_sample(sample), SENT, SENT)[0]
 
 
+@pytest.mark.parametrize(
+    "amount",
+    [
+        {"value": 10**400, "decimal_places": 0, "currency": "USD"},
+        {"value": 5, "decimal_places": 10**6, "currency": "USD"},
+        {"value": 5, "decimal_places": -2, "currency": "USD"},
+    ],
+    ids=["overflows-a-float", "a-million-places", "negative-places"],
+)
+def test_a_wild_charity_amount_falls_back_instead_of_failing(amount):
+    """An OverflowError here used to make every read of the feed answer 500."""
+    event = {"user_name": "Viewer_One", "charity_name": "Good", "amount": amount}
+    summary = summarize("channel.charity_campaign.donate", event)
+    assert summary == "channel.charity_campaign.donate event from Viewer_One"
+
+
 def test_the_streamer_comes_from_the_condition_not_the_event():
     """Charity start names the streamer broadcaster_*, unlike other types."""
     row = row_of("channel.charity_campaign.start.v1")
