@@ -18,6 +18,7 @@ import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
+from app.events import clip
 from app.events import format_timestamp
 from app.events import parse_timestamp
 from app.events import summarize
@@ -97,15 +98,15 @@ def record_subscription(
     on); the time it arrived is kept as ``revoked_at``. The caller commits.
     """
     now = datetime.now(UTC)
-    status = str(subscription.get("status", "unknown"))
+    status = clip(subscription.get("status") or "unknown", 60)
     values = {
         "id": str(subscription["id"]),
-        "type": str(subscription.get("type", "")),
-        "version": str(subscription.get("version", "")),
+        "type": clip(subscription.get("type", ""), 100),
+        "version": clip(subscription.get("version"), 20) or "",
         "condition": subscription.get("condition") or {},
         "status": status,
-        "streamer_id": streamer_id,
-        "cost": subscription.get("cost"),
+        "streamer_id": clip(streamer_id, 40),
+        "cost": read_cost(subscription.get("cost")),
         "created_at": parse_optional_timestamp(subscription.get("created_at")),
         "updated_at": now,
         "revoked_at": None if status == "enabled" else now,
@@ -118,6 +119,13 @@ def record_subscription(
         .on_conflict_do_update(index_elements=["id"], set_=changes)
     )
     session.execute(statement)
+
+
+def read_cost(value: Any) -> int | None:
+    """Twitch's cost is a small whole number; anything else is not kept."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+        return value
+    return None
 
 
 def parse_optional_timestamp(value: Any) -> datetime | None:

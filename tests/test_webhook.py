@@ -382,3 +382,43 @@ def test_lone_surrogates_are_stored_as_replacement_characters(client, app):
     assert response.status_code == 204, response.text
     assert event.payload["event"]["message"] == "a\ufffdb\ufffd"
     assert event.user_name == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kept"),
+    [
+        ("status", "s" * 200, "s" * 60),
+        ("status", None, "unknown"),
+        ("version", "9" * 50, "9" * 20),
+        ("version", None, ""),
+        ("cost", 10**30, None),
+        ("cost", "abc", None),
+        ("cost", True, None),
+        ("condition", {"broadcaster_user_id": "1" * 100}, None),
+    ],
+    ids=[
+        "long-status",
+        "null-status",
+        "long-version",
+        "null-version",
+        "huge-cost",
+        "text-cost",
+        "boolean-cost",
+        "long-streamer-id",
+    ],
+)
+def test_odd_revocations_are_recorded_not_answered_500(client, app, key, value, kept):
+    """Postgres refused these columns' overflows; every revocation got 500."""
+    body = load_sample("revocation")
+    body["subscription"][key] = value
+    raw = compact(body)
+    response = client.post(URL, data=raw, headers=signed_headers(raw, "revocation"))
+    with app.app_context():
+        from app.extensions import db
+
+        subscription = db.session.scalar(sa.select(Subscription))
+    assert response.status_code == 204, response.text
+    if key == "condition":
+        assert subscription.streamer_id == "1" * 40
+    else:
+        assert getattr(subscription, key) == kept
