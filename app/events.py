@@ -190,7 +190,7 @@ def build_row(
         "message_id": message_id,
         "subscription_id": clip(subscription.get("id"), 100),
         "event_type": clip(event_type, 100),
-        "event_version": clip(subscription.get("version", ""), 20),
+        "event_version": clip(subscription.get("version"), 20) or "",
         "streamer_id": clip(streamer_id, 40),
         "streamer_name": clip(streamer_name, 40),
         "user_id": clip(user_id, 40),

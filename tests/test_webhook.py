@@ -422,3 +422,24 @@ def test_odd_revocations_are_recorded_not_answered_500(client, app, key, value, 
         assert subscription.streamer_id == "1" * 40
     else:
         assert getattr(subscription, key) == kept
+
+
+def test_a_null_version_is_stored_as_empty_not_answered_500(client, app):
+    body = load_sample("channel.follow.v2")
+    body["subscription"]["version"] = None
+    response = post_body(client, body, message_id="no-version")
+    assert response.status_code == 204, response.text
+    assert stored(app, "no-version").event_version == ""
+
+
+def test_a_batch_whose_ids_would_not_fit_gets_400_not_500(client, app):
+    """On Postgres '<100 characters>:0' overflowed message_id: 500, retried."""
+    body = load_sample("channel.follow.v2")
+    event = body.pop("event")
+    body["events"] = [{"id": str(n), "data": event} for n in range(12)]
+    too_long = post_body(client, body, message_id="m" * 98)
+    fits = post_body(client, body, message_id="m" * 97)
+    assert too_long.status_code == 400, too_long.text
+    assert "too long for a batch of 12" in too_long.text
+    assert fits.status_code == 204, fits.text
+    assert count_events(app) == 12

@@ -98,6 +98,7 @@ def read_message(
     sent_at = read_sent_at(values[TIMESTAMP], now)
     retry = read_retry(values[RETRY])
     body = read_body(raw)
+    check_batch_ids(values[MESSAGE_ID], body)
     return Message(values[MESSAGE_ID], values[MESSAGE_TYPE], retry, sent_at, body)
 
 
@@ -209,6 +210,20 @@ def check_notification(body: dict[str, Any]) -> None:
     if isinstance(events, list) and events and all(is_batch_item(e) for e in events):
         return
     raise Refused(400, "notification has no event object")
+
+
+def check_batch_ids(message_id: str, body: dict[str, Any]) -> None:
+    """A batch stores ``<message id>:<position>``; that must fit the column."""
+    events = body.get("events")
+    if "event" in body or not isinstance(events, list):
+        return
+    longest = len(f"{message_id}:{max(len(events) - 1, 0)}")
+    if longest > MAX_MESSAGE_ID:
+        raise Refused(
+            400,
+            f"{MESSAGE_ID} is too long for a batch of {len(events)} events "
+            f"(the id and ':<position>' must fit {MAX_MESSAGE_ID} characters)",
+        )
 
 
 def is_batch_item(item: Any) -> bool:
