@@ -44,13 +44,17 @@ class Database:
 
 
 def create_engine(url: str) -> sa.Engine:
-    """Make an engine, tuned for SQLite when the URL names it."""
+    """Make an engine, tuned for SQLite when the URL names it.
+
+    Its errors never quote the statement's parameters: those hold whole
+    webhook bodies and tokens, and error messages end up in the log.
+    """
     if not url.startswith("sqlite"):
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
         sa.event.listen(engine, "connect", tune_postgres)
         return engine
 
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
     sa.event.listen(engine, "connect", tune_sqlite)
     return engine
 
