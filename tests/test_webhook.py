@@ -1,11 +1,14 @@
 """POST /webhooks/eventsub through HTTP, on SQLite and on Postgres."""
 
+import http.client
+import threading
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.serving import make_server
 
 from app.models import Event
 from app.models import Subscription
@@ -464,3 +467,27 @@ def test_a_database_error_does_not_quote_the_stored_body(app):
             db.session.execute(sa.insert(Event).values(row))
         db.session.rollback()
     assert "a-viewer-wrote-this" not in str(caught.value)
+
+
+def test_a_chunked_body_over_the_limit_gets_413_not_403(database_url):
+    """Werkzeug cut a chunked body at the limit, so its signature failed."""
+    app = make_test_app(database_url, WEBHOOK_MAX_BYTES=1000)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        statuses = []
+        for padding in ("x" * 2000, "x" * 10):
+            body = load_sample("channel.follow.v2")
+            body["event"]["padding"] = padding
+            raw = compact(body)
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_port)
+            # An iterable body without a length is sent chunked.
+            chunks = (raw[i : i + 300] for i in range(0, len(raw), 300))
+            connection.request("POST", URL, body=chunks, headers=signed_headers(raw))
+            statuses.append(connection.getresponse().status)
+            connection.close()
+    finally:
+        server.shutdown()
+    assert statuses == [413, 204]
+    assert count_events(app) == 1

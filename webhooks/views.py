@@ -52,11 +52,17 @@ def receive() -> Response:
 
 
 def read_raw_body() -> bytes:
+    limit = current_app.config["WEBHOOK_MAX_BYTES"]
     try:
-        return request.get_data(cache=False)
+        raw = request.get_data(cache=False)
     except RequestEntityTooLarge as e:
-        limit = current_app.config["WEBHOOK_MAX_BYTES"]
         raise Refused(413, f"body is larger than {limit} bytes") from e
+    # Without Content-Length (chunked), Werkzeug stops reading at the limit
+    # and hands back the truncated body; look for one byte more.
+    if request.content_length is None and len(raw) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise Refused(413, f"body is larger than {limit} bytes")
+    return raw
 
 
 def secrets() -> tuple[str, ...]:
