@@ -39,8 +39,29 @@ def db() -> None:
     """Manage the database schema (Alembic migrations)."""
 
 
+def check_revision(ctx, param, value: str) -> str:
+    """Accept ``head`` or a revision in migrations/versions."""
+    from alembic.script import ScriptDirectory
+
+    from app.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(""))
+    known = sorted(revision.revision for revision in script.walk_revisions())
+    if value in ("head", *known):
+        return value
+    raise click.BadParameter(
+        f"must be head or one of {', '.join(known)}; got {value!r}"
+    )
+
+
 @db.command()
-@click.option("--revision", default="head", show_default=True, help="Target.")
+@click.option(
+    "--revision",
+    default="head",
+    show_default=True,
+    callback=check_revision,
+    help="Target: head or a revision id such as 0002.",
+)
 def upgrade(revision: str) -> None:
     """Create or upgrade the schema on the configured database."""
     from app.db import upgrade_schema

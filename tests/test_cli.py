@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -32,6 +33,18 @@ def test_db_upgrade_creates_the_schema(tmp_path):
     result = run_cli("db", "upgrade", DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
     assert "Schema upgraded" in result.stdout
+
+
+@pytest.mark.parametrize("revision", ["garbage", ""])
+def test_db_upgrade_to_an_unknown_revision_exits_2_saying_what_is_accepted(
+    tmp_path, revision
+):
+    """Alembic's CommandError (or a bare AssertionError) used to escape."""
+    url = f"sqlite:///{tmp_path}/cli.db"
+    result = run_cli("db", "upgrade", "--revision", revision, DATABASE_URL=url)
+    assert result.returncode == 2, result.stderr
+    assert "must be head or one of 0001" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.catalogue import PUBLIC_TYPES
+from app.simulator.commands import simulate
 from app.simulator.commands import trigger
 from app.simulator.messages import CAST
 from app.simulator.messages import SAMPLE_TYPES
@@ -362,6 +363,8 @@ KEY = ["--secret", SECRET]
         ([FOLLOW, *TO, "--secret", "ß" * 12], "10 to 100 ASCII"),
         ([FOLLOW, "--to", "ftp://localhost/x", *KEY], "http:// or https://"),
         ([FOLLOW, "--to", "localhost:5000", *KEY], "http:// or https://"),
+        ([FOLLOW, "--to", "http://[::1/x", *KEY], "http:// or https://"),
+        ([FOLLOW, "--to", "http://localhost:99999/x", *KEY], "Port out of range"),
         ([FOLLOW, *KEY], "Missing option '--to'"),
         ([FOLLOW, *TO], "Missing option '--secret'"),
         ([*TO, *KEY], "Missing argument 'TYPE'"),
@@ -376,12 +379,15 @@ KEY = ["--secret", SECRET]
         "non-ascii-secret",
         "ftp-url",
         "url-without-scheme",
+        "broken-ipv6-url",
+        "port-out-of-range",
         "no-url",
         "no-secret",
         "no-type",
     ],
 )
 def test_trigger_rejects_bad_input(args, accepted, monkeypatch):
+    """A broken IPv6 URL was a traceback, a port over 65535 exit 1."""
     monkeypatch.delenv("EVENTSUB_SECRET", raising=False)
 
     result = run_trigger(*args)
@@ -643,3 +649,20 @@ def test_simulator_stops_at_once_while_paused(receiver, simulators):
 
     assert not simulator.running
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    ("args", "accepted"),
+    [
+        (["--rate", "nan"], "at most 1000"),
+        (["--rate", "0"], "0<x<=1000"),
+        (["--to", "http://[::1/x"], "http:// or https://"),
+    ],
+    ids=["nan-rate", "zero-rate", "broken-ipv6-url"],
+)
+def test_simulate_rejects_bad_input(args, accepted):
+    """--rate nan passed FloatRange and ended in a traceback."""
+    args = [*TO, *KEY, *args] if args[0] != "--to" else [*args, *KEY]
+    result = CliRunner().invoke(simulate, args)
+    assert result.exit_code == 2, result.output
+    assert accepted in result.output

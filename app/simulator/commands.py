@@ -5,6 +5,7 @@ trigger`` does; ``simulate`` runs a ``Simulator`` until interrupted. Both
 work against any receiver, ours or not.
 """
 
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -45,10 +46,21 @@ def _check_url(ctx, param, value):
     if value is None:
         return value
 
-    parts = urlsplit(value)
+    message = f"must be an http:// or https:// URL with a host, got {value!r}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as e:
+        raise click.BadParameter(f"{message} ({e})") from e
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        message = f"must be an http:// or https:// URL, got {value!r}"
         raise click.BadParameter(message)
+    return value
+
+
+def _check_rate(ctx, param, value):
+    """FloatRange lets NaN through, since every comparison with it is false."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be above 0 and at most {MAX_RATE}, got nan")
     return value
 
 
@@ -138,6 +150,7 @@ def trigger(subscription_type, show_list, url, secret, streamer, count):
 @click.option(
     "--rate",
     type=click.FloatRange(0, MAX_RATE, min_open=True),
+    callback=_check_rate,
     default=2.0,
     show_default=True,
     help="Events per second.",
