@@ -49,6 +49,13 @@ def parse_positive_int(value: str) -> int:
     return int(value)
 
 
+def parse_port(value: str) -> int:
+    """Read a TCP port: 1 to 65535."""
+    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= 65535:
+        raise ValueError(f"must be a port number from 1 to 65535, got {value!r}")
+    return int(value)
+
+
 def parse_base_url(value: str) -> str:
     """Read an http(s) URL without a trailing slash."""
     if not value.startswith(("http://", "https://")) or len(value) < 10:
@@ -114,7 +121,7 @@ SETTINGS = (
     ),
     Setting(
         "PORT",
-        parse_positive_int,
+        parse_port,
         5000,
         "Port that `cli.py run` serves on.",
     ),
@@ -245,6 +252,7 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
 
     check_eventsub_secret(config["EVENTSUB_SECRET"])
     config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
+    check_database_url(config["DATABASE_URL"])
     if config["SIMULATOR"] is None:
         config["SIMULATOR"] = embedded and not config["TWITCH_CLIENT_ID"]
     finish_twitch(config)
@@ -296,6 +304,32 @@ def check_redis_url(url: str | None) -> None:
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
         # The URL may hold a password, so it is not quoted back.
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if url:
+        import redis
+
+        try:
+            redis.ConnectionPool.from_url(url)
+        except ValueError as e:
+            raise ConfigError(f"REDIS_URL cannot be read as a Redis URL: {e}") from e
+
+
+DATABASES = {"postgresql": "postgres:// or postgresql://", "sqlite": "sqlite:///"}
+
+
+def check_database_url(url: str) -> None:
+    """Stop at a URL SQLAlchemy cannot read or a database we do not support.
+
+    The URL may hold a password, so it is not quoted back.
+    """
+    import sqlalchemy as sa
+
+    accepted = "; use " + " or ".join(DATABASES.values())
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except (sa.exc.ArgumentError, ValueError) as e:
+        raise ConfigError("DATABASE_URL is not a database URL" + accepted) from e
+    if backend not in DATABASES:
+        raise ConfigError(f"DATABASE_URL names {backend}, not supported" + accepted)
 
 
 def check_eventsub_secret(secret: str) -> None:

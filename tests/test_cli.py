@@ -52,7 +52,7 @@ def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):
         "db", "upgrade", DATABASE_URL=f"sqlite:///{tmp_path}/x.db", PORT="http"
     )
     assert result.returncode == 1
-    assert "PORT must be a positive integer" in result.stderr
+    assert "PORT must be a port number from 1 to 65535" in result.stderr
     assert "Traceback" not in result.stderr
 
 

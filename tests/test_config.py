@@ -88,6 +88,7 @@ def test_an_error_never_shows_the_secret(tmp_path):
         ("WEBHOOK_MAX_BYTES", "lots"),
         ("WEBHOOK_MAX_BYTES", "0"),
         ("PORT", "-1"),
+        ("PORT", "65536"),
         ("SIMULATOR", "maybe"),
         ("SIMULATOR_RATE", "0"),
         ("LOG_LEVEL", "LOUD"),
@@ -117,4 +118,32 @@ def test_heroku_style_urls_are_accepted(url, expected):
 def test_a_redis_url_of_another_scheme_stops_start_up_without_echoing_it(tmp_path):
     with pytest.raises(ConfigError, match="REDIS_URL must start with") as caught:
         configured(tmp_path, REDIS_URL="http://user:hunter2@cache:6379")
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("garbage", "is not a database URL"),
+        ("mysql://u:hunter2@h/db", "names mysql, not supported"),
+        ("postgresql://u:hunter2@[::1/db", "is not a database URL"),
+    ],
+)
+def test_a_database_url_we_cannot_use_stops_start_up_naming_it(tmp_path, url, problem):
+    """These were tracebacks from SQLAlchemy or a missing driver, naming nothing."""
+    environ = dict(PRODUCTION, DATABASE_URL=url)
+    with pytest.raises(ConfigError, match=f"DATABASE_URL {problem}") as caught:
+        configured(tmp_path, **environ)
+    assert "postgres:// or postgresql://" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2@[::1/0", "redis://:hunter2@cache:99999/0", "unix:///s?db=x"],
+)
+def test_a_redis_url_redis_cannot_read_stops_start_up(tmp_path, url):
+    """These passed the scheme check and failed on the first request instead."""
+    with pytest.raises(ConfigError, match="REDIS_URL cannot be read") as caught:
+        configured(tmp_path, REDIS_URL=url)
     assert "hunter2" not in str(caught.value)
