@@ -11,6 +11,7 @@ from flask import jsonify
 from flask import render_template
 from flask import request
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import BadHost
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -31,6 +32,7 @@ class ApiError(Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
+    app.register_error_handler(BadHost, handle_bad_host)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
 
@@ -54,6 +56,14 @@ def handle_csrf_error(e: CSRFError):
     return render_template(
         "pages/error.html", title="Form refused", message=message
     ), 400
+
+
+def handle_bad_host(e: BadHost):
+    """A Host header Werkzeug cannot read leaves no URLs to build a page with."""
+    message = "The Host header is not a host name this server can answer for."
+    if wants_json():
+        return jsonify(error="bad_host", message=message), 400
+    return f"{message}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def handle_http_error(e: HTTPException):

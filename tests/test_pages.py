@@ -81,3 +81,13 @@ def test_channel_state_in_the_page_cannot_close_its_script_element(client):
 def test_pages_may_load_twitchs_embed_script_to_detect_internet_access(client):
     policy = client.get("/watch/example_streamer").headers["Content-Security-Policy"]
     assert "script-src 'self' https://player.twitch.tv;" in policy
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/watch/example_streamer", "/stats/example_streamer", "/api/events"]
+)
+def test_a_host_header_werkzeug_cannot_read_gets_400_not_500(client, path):
+    """The 400 page needed url_for, which has nothing to bind to: 500."""
+    response = client.get(path, headers={"Host": "a..b"})
+    assert response.status_code == 400, response.text
+    assert "Host header" in response.text
