@@ -75,6 +75,11 @@ def report(report, show_list, since, until, streamer, output, exact):
         return
     if report is None:
         raise click.UsageError("Missing argument 'NAME'; --list shows the reports.")
+    if since and until and since > until:
+        # ISO dates compare as text; the stats page refuses the same range.
+        raise click.BadParameter(
+            f"must not be after --until ({until}); got {since}", param_hint="'--since'"
+        )
 
     values = {"since": since, "until": until, "streamer": streamer}
     with app_context() as session:

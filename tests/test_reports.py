@@ -185,6 +185,10 @@ def test_table_and_csv_formats(filled):
         (["events-by-day"], "needs --streamer"),
         (["events-by-day", "--streamer", "x y"], "4 to 25 letters"),
         (["events-by-day", "--format", "xml"], "'table', 'csv', 'json'"),
+        (
+            ["events-by-streamer", "--since", "2026-03-02", "--until", "2026-03-01"],
+            "must not be after --until",
+        ),
         ([], "--list shows the reports"),
     ],
 )
