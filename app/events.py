@@ -245,7 +245,7 @@ def summarize(event_type: str, event: dict) -> str:
             ArithmeticError,
         ):
             logger.warning(
-                "Event %s: fields not as expected, summarized plainly", event_type
+                "Event %r: fields not as expected, summarized plainly", event_type
             )
     return describe_unknown(event, event_type)
 

@@ -491,3 +491,16 @@ def test_a_chunked_body_over_the_limit_gets_413_not_403(database_url):
         server.shutdown()
     assert statuses == [413, 204]
     assert count_events(app) == 1
+
+
+def test_subscription_fields_are_logged_on_one_short_line(client, caplog):
+    """A status with newlines forged log lines; a long one was logged whole."""
+    body = load_sample("revocation")
+    body["subscription"]["id"] = "sub\nFAKE ERROR line"
+    body["subscription"]["status"] = "user_removed\nFAKE ERROR line" + "x" * 5000
+    raw = compact(body)
+    response = client.post(URL, data=raw, headers=signed_headers(raw, "revocation"))
+    assert response.status_code == 204, response.text
+    logged = [r.getMessage() for r in caplog.records if "revoked" in r.getMessage()]
+    assert len(logged) == 1
+    assert "\n" not in logged[0] and len(logged[0]) < 200

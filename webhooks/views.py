@@ -87,7 +87,7 @@ def answer_challenge(message: Message) -> Response:
     challenge = check_challenge(message.body)
     subscription = dict(message.subscription, status="enabled")
     save_subscription(subscription)
-    logger.info("EventSub subscription %s: challenge answered", subscription["id"])
+    logger.info("EventSub subscription %r: challenge answered", subscription["id"])
     return Response(challenge, 200, mimetype="text/plain")
 
 
@@ -112,7 +112,8 @@ def accept_revocation(message: Message) -> Response:
     subscription = message.subscription
     save_subscription(subscription)
     logger.warning(
-        "EventSub subscription %s: revoked (%s)",
+        # Quoted and cut short: these come from the body, newlines and all.
+        "EventSub subscription %r: revoked (%.80r)",
         subscription["id"],
         subscription.get("status"),
     )
