@@ -32,6 +32,9 @@ DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # A cursor is an event's id: a positive 64-bit integer on both databases.
 CURSOR = re.compile(r"[0-9]{1,19}")
 MAX_CURSOR = 2**63 - 1
+# Rows per INSERT: 12 columns each keeps a batch of Twitch's ``events``
+# under the 65535 bound parameters Postgres (and SQLite's limit) allow.
+INSERT_ROWS = 1000
 
 
 def insert_for(session: so.Session, model: type) -> Any:
@@ -47,18 +50,23 @@ def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]
     a redelivery counts nothing. Returns the new events, oldest first. The
     caller commits.
     """
-    if not rows:
-        return []
-
-    statement = (
-        insert_for(session, Event)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(Event)
-    )
-    new_events = sorted(session.scalars(statement), key=lambda e: e.id)
+    new_events = []
+    for part in chunks(rows):
+        statement = (
+            insert_for(session, Event)
+            .values(part)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(Event)
+        )
+        new_events.extend(session.scalars(statement))
+    new_events.sort(key=lambda e: e.id)
     count_events(session, new_events)
     return new_events
+
+
+def chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Cut rows so one statement stays under Postgres's 65535 parameters."""
+    return [rows[i : i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)]
 
 
 def count_events(session: so.Session, events: list[Event]) -> None:
@@ -74,12 +82,13 @@ def count_events(session: so.Session, events: list[Event]) -> None:
         {"streamer_name": name, "event_type": kind, "day": day, "count": count}
         for (name, kind, day), count in sorted(counts.items())
     ]
-    statement = insert_for(session, EventCount).values(values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["streamer_name", "event_type", "day"],
-        set_={"count": EventCount.count + statement.excluded["count"]},
-    )
-    session.execute(statement)
+    for part in chunks(values):
+        statement = insert_for(session, EventCount).values(part)
+        statement = statement.on_conflict_do_update(
+            index_elements=["streamer_name", "event_type", "day"],
+            set_={"count": EventCount.count + statement.excluded["count"]},
+        )
+        session.execute(statement)
 
 
 def utc_day(moment: datetime) -> str:

@@ -504,3 +504,13 @@ def test_subscription_fields_are_logged_on_one_short_line(client, caplog):
     logged = [r.getMessage() for r in caplog.records if "revoked" in r.getMessage()]
     assert len(logged) == 1
     assert "\n" not in logged[0] and len(logged[0]) < 200
+
+
+def test_a_batch_of_thousands_is_stored_whole(client, app):
+    """One INSERT of 5,500 rows passed Postgres's 65535 parameters: 500."""
+    body = load_sample("channel.follow.v2")
+    del body["event"]
+    body["events"] = [{"id": str(n), "data": {"user_id": str(n)}} for n in range(5500)]
+    response = post_body(client, body, message_id="thousands")
+    assert response.status_code == 204, response.text
+    assert count_events(app) == 5500
