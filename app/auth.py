@@ -262,7 +262,7 @@ def fetch_token(client, provider: str) -> dict[str, Any]:
     label = PROVIDER_NAMES[provider]
     error = request.args.get("error")
     if error:
-        logger.info("Sign-in %s: provider answered %s", provider, error[:40])
+        logger.info("Sign-in %s: provider answered %r", provider, error[:40])
         if error == "access_denied":
             raise SignInProblem(f"You did not allow streamfeed on {label}.")
         raise SignInProblem(f"{label} did not sign you in ({error[:60]}).")

@@ -7,6 +7,7 @@ browser does.
 """
 
 import html
+import logging
 import re
 from datetime import UTC
 from datetime import datetime
@@ -440,3 +441,14 @@ def test_with_redis_the_session_lives_in_redis_and_sign_out_removes_it(
     http.post(f"{twitch_server.url}/auth/logout", data=data)
     assert len(stored) == 1
     assert store.keys(f"{prefix}*") == []
+
+
+def test_an_error_from_the_callback_url_cannot_forge_log_lines(client, caplog):
+    """Anyone can open the callback; its error was logged raw, newlines and all."""
+    caplog.set_level(logging.INFO, logger="app.auth")
+    response = client.get("/auth/callback/twitch?error=x%0AERROR+forged+line")
+    assert response.status_code == 400
+    logged = [
+        r.getMessage() for r in caplog.records if "provider answered" in r.getMessage()
+    ]
+    assert len(logged) == 1 and "\n" not in logged[0]
