@@ -243,3 +243,15 @@ def test_last_7_days_ends_today_in_utc(client):
     page = client.get("/stats/quiet_channel").text
     expected = f'?since={week_ago}&amp;until={today}"\n             >Last 7 days'
     assert expected in page
+
+
+def test_amounts_too_big_to_sum_do_not_break_the_page(app, client):
+    """Two cheers of 2**62 bits overflowed the report's BIGINT sum: 500."""
+    viewer = ("2000010", "whale", "Whale")
+    cheers = [event_of("channel.cheer.v1", DATA[0][1], viewer, bits=2**62)] * 2
+    store(app, cheers)
+    for path in ("", "/top-cheerers.json", "/top-cheerers.csv"):
+        response = client.get("/stats/example_streamer" + path)
+        assert response.status_code == 200, response.text
+    rows = client.get("/stats/example_streamer/top-cheerers.json").get_json()["rows"]
+    assert rows == [{"supporter": "Whale", "bits": 0, "cheers": 2}]
