@@ -318,12 +318,16 @@ def chart_ranking(rows: list[dict], column: str, label: str) -> dict[str, Any]:
 def fill_days(seen: list[str], span: Range) -> list[str]:
     """Every day from the range's start to its end, so quiet days show as 0.
 
-    An open end stops at the first or last day with data.
+    An open end stops at the first or last day with data; days with data
+    too far apart to fill are listed alone.
     """
     first = date.fromisoformat(span.since or min(seen))
     last = date.fromisoformat(span.until or max(seen))
     if (last - first).days > MAX_FILLED_DAYS:
         first, last = date.fromisoformat(min(seen)), date.fromisoformat(max(seen))
+    if (last - first).days > MAX_FILLED_DAYS:
+        # Events dated years apart (Twitch's times are whatever the body says).
+        return sorted(set(seen))
     count = (last - first).days + 1
     return [(first + timedelta(days=n)).isoformat() for n in range(count)]
 

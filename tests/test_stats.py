@@ -236,6 +236,23 @@ def test_a_range_too_long_to_fill_keeps_to_the_days_with_data():
     assert days == ["2026-03-14", "2026-03-15"]
 
 
+def test_days_with_data_centuries_apart_are_not_filled():
+    """Follows dated 0001 and 9999 made a 3.65-million-bar, 135 MB page."""
+    days = fill_days(["9999-12-31", "0001-01-01", "9999-12-31"], Range(None, None))
+    assert days == ["0001-01-01", "9999-12-31"]
+
+
+def test_a_page_with_events_centuries_apart_stays_small(app, client):
+    follows = [
+        event_of("channel.follow.v2", DATA[0][1], followed_at=when)
+        for when in ("0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z")
+    ]
+    store(app, follows)
+    response = client.get("/stats/example_streamer")
+    assert response.status_code == 200
+    assert len(response.data) < 200_000
+
+
 def test_last_7_days_ends_today_in_utc(client):
     today = datetime.now(UTC).date()
     week_ago = today - timedelta(days=6)
