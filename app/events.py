@@ -16,6 +16,7 @@ Everything here is pure: dictionaries in, values out, no database.
 import logging
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -134,6 +135,9 @@ def find_actor(event_type: str, event: dict) -> tuple[str | None, str | None]:
     return (str(user_id) if user_id is not None else None), name
 
 
+CLOCK_SKEW = timedelta(minutes=10)
+
+
 def find_occurred_at(event_type: str, event: dict, fallback: datetime) -> datetime:
     """Return when the event happened, or ``fallback`` when it does not say.
 
@@ -146,9 +150,12 @@ def find_occurred_at(event_type: str, event: dict, fallback: datetime) -> dateti
         value = event.get(key)
         if isinstance(value, str):
             try:
-                return parse_timestamp(value)
+                moment = parse_timestamp(value)
             except ValueError:
                 continue
+            # Nothing happens after Twitch sent word of it; a time far ahead
+            # would top the feed and pin the channel's state for good.
+            return fallback if moment - fallback > CLOCK_SKEW else moment
     return fallback
 
 

@@ -121,5 +121,22 @@ def test_the_event_time_comes_from_the_event_when_it_has_one():
     assert row["occurred_at"] == datetime(2026, 3, 14, 18, 5, 41, 553902, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("followed_at", "expected"),
+    [
+        ("9999-12-31T00:00:00Z", SENT),
+        ("2026-03-14T21:09:00Z", datetime(2026, 3, 14, 21, 9, tzinfo=UTC)),
+    ],
+    ids=["far-future", "a-little-skew"],
+)
+def test_an_event_time_after_the_message_was_sent_is_not_believed(
+    followed_at, expected
+):
+    """A follow dated 9999 topped the feed and every report's last day forever."""
+    body = load_sample("channel.follow.v2")
+    body["event"]["followed_at"] = followed_at
+    assert build_rows("m", body, SENT, SENT)[0]["occurred_at"] == expected
+
+
 def test_progress_events_happen_when_sent():
     assert row_of("channel.goal.progress.v1")["occurred_at"] == SENT
