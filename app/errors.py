@@ -13,6 +13,7 @@ from flask import request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import BadHost
 from werkzeug.exceptions import HTTPException
+from wsproto.utilities import RemoteProtocolError
 
 from app.extensions import db
 
@@ -33,6 +34,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(BadHost, handle_bad_host)
+    app.register_error_handler(RemoteProtocolError, handle_bad_handshake)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
 
@@ -63,6 +65,13 @@ def handle_bad_host(e: BadHost):
     message = "The Host header is not a host name this server can answer for."
     if wants_json():
         return jsonify(error="bad_host", message=message), 400
+    return f"{message}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def handle_bad_handshake(e: RemoteProtocolError):
+    """A websocket upgrade without the headers the protocol needs."""
+    logger.info("Request %s %s: refused, %s", request.method, request.path, e)
+    message = f"Not a websocket handshake this server can accept: {e}."
     return f"{message}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
 
 

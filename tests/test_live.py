@@ -106,3 +106,22 @@ def test_bad_requests_are_closed_with_a_reason(live_server, path):
     opcode, data = ws.recv_data()
     assert opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(data[:2], "big") == 1008
+
+
+@pytest.mark.parametrize("missing", ["Sec-WebSocket-Key", "Sec-WebSocket-Version"])
+def test_an_upgrade_without_the_handshake_headers_gets_400_not_500(
+    live_server, missing
+):
+    """wsproto's RemoteProtocolError escaped to the 500 handler."""
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    del headers[missing]
+    response = requests.get(
+        live_server.url + "/ws/streamers/example_streamer", headers=headers, timeout=5
+    )
+    assert response.status_code == 400, response.text
+    assert missing in response.text
