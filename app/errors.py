@@ -35,6 +35,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(BadHost, handle_bad_host)
     app.register_error_handler(RemoteProtocolError, handle_bad_handshake)
+    app.register_error_handler(UnicodeDecodeError, handle_bad_handshake)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
 
@@ -68,11 +69,26 @@ def handle_bad_host(e: BadHost):
     return f"{message}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def handle_bad_handshake(e: RemoteProtocolError):
-    """A websocket upgrade without the headers the protocol needs."""
+def handle_bad_handshake(e: RemoteProtocolError | UnicodeDecodeError):
+    """A websocket upgrade without the headers the protocol needs.
+
+    wsproto reads handshake headers as ASCII; a UnicodeDecodeError raised
+    anywhere else is ours, and a 500.
+    """
+    if not raised_in_wsproto(e):
+        return handle_unexpected_error(e)
     logger.info("Request %s %s: refused, %s", request.method, request.path, e)
     message = f"Not a websocket handshake this server can accept: {e}."
     return f"{message}\n", 400, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def raised_in_wsproto(e: Exception) -> bool:
+    frame = e.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__", "").startswith("wsproto"):
+            return True
+        frame = frame.tb_next
+    return False
 
 
 def handle_http_error(e: HTTPException):

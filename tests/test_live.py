@@ -125,3 +125,18 @@ def test_an_upgrade_without_the_handshake_headers_gets_400_not_500(
     )
     assert response.status_code == 400, response.text
     assert missing in response.text
+
+
+def test_an_upgrade_with_non_ascii_extensions_gets_400_not_500(live_server):
+    """wsproto decodes the extensions header as ASCII: UnicodeDecodeError, 500."""
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Extensions": "permessage-deflate; x=\u00ff".encode("latin-1"),
+    }
+    response = requests.get(
+        live_server.url + "/ws/streamers/example_streamer", headers=headers, timeout=5
+    )
+    assert response.status_code == 400, response.text

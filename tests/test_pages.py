@@ -91,3 +91,14 @@ def test_a_host_header_werkzeug_cannot_read_gets_400_not_500(client, path):
     response = client.get(path, headers={"Host": "a..b"})
     assert response.status_code == 400, response.text
     assert "Host header" in response.text
+
+
+def test_a_unicode_error_of_our_own_is_still_a_500(app):
+    """Only wsproto's handshake decoding is the client's fault."""
+
+    @app.get("/broken-for-test")
+    def broken():
+        b"\xff".decode("ascii")
+
+    response = app.test_client().get("/broken-for-test")
+    assert response.status_code == 500
