@@ -1,7 +1,9 @@
 """streamfeed's command line: ``python cli.py --help`` lists the commands."""
 
+import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -71,8 +73,30 @@ def upgrade(revision: str) -> None:
     click.echo(f"Schema upgraded to {revision}.")
 
 
+HOST_NAME = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def check_host(ctx, param, value: str) -> str:
+    """Accept an IP address or a host name to bind to."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not HOST_NAME.fullmatch(value):
+            raise click.BadParameter(
+                f"must be an IP address (such as 0.0.0.0 or ::) or a host name; "
+                f"got {value!r}"
+            ) from None
+    return value
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    callback=check_host,
+    help="Bind address.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Default: PORT, 5000.")
 @click.option(
     "--threads",

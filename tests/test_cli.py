@@ -47,6 +47,16 @@ def test_db_upgrade_to_an_unknown_revision_exits_2_saying_what_is_accepted(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("host", ["999.1.1.1", "no spaces", "-dash.example"])
+def test_run_on_a_host_that_is_no_address_exits_2_saying_what_is_accepted(host):
+    """gunicorn retried binding to 999.1.1.1 for seconds, then exited 1."""
+    result = run_cli("run", "--host", host)
+    assert result.returncode == 2, result.stderr
+    assert "must be an IP address (such as 0.0.0.0 or ::) or a host name" in (
+        result.stderr
+    )
+
+
 def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):
     result = run_cli(
         "db", "upgrade", DATABASE_URL=f"sqlite:///{tmp_path}/x.db", PORT="http"
