@@ -8,6 +8,7 @@ browser does.
 
 import html
 import logging
+import os
 import re
 from datetime import UTC
 from datetime import datetime
@@ -24,7 +25,7 @@ from app.models import User
 
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def consent_form(page: str) -> dict[str, str]:
