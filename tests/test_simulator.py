@@ -95,7 +95,9 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         retry = int(self.headers["Twitch-Eventsub-Message-Retry"])
         message_type = self.headers["Twitch-Eventsub-Message-Type"]
         self.server.record(Delivery(message_id, message_type, retry, body, signed))
-        if message_type == "webhook_callback_verification":
+        if not signed:
+            self.answer(403, b"")
+        elif message_type == "webhook_callback_verification":
             self.answer(200, parse(body)["challenge"].encode())
         else:
             self.answer(self.server.status, b"")
@@ -620,6 +622,29 @@ def test_simulator_waits_for_the_server_to_come_up(simulators, caplog):
     connected = [r for r in caplog.records if "connected to" in r.getMessage()]
     assert len(deliveries) >= 2
     assert [record.levelno for record in connected] == [logging.INFO]
+
+
+def test_simulator_says_once_that_it_waits_for_the_server(
+    simulators, closed_port_url, caplog
+):
+    caplog.set_level(logging.INFO, logger="app.simulator.runner")
+
+    start_simulator(simulators, closed_port_url, rate=50)
+    time.sleep(0.5)
+
+    waiting = [r for r in caplog.records if "waiting for" in r.getMessage()]
+    assert len(waiting) == 1
+
+
+def test_simulate_stops_when_the_receiver_refuses_its_signature(receiver):
+    """A wrong --secret once verified nothing and sent refused events forever."""
+    wrong = ["--secret", "not-the-receivers-secret"]
+
+    result = CliRunner().invoke(simulate, ["--to", receiver.url, *wrong])
+
+    assert result.exit_code == 1, result.output
+    assert "not the receiver's EVENTSUB_SECRET" in result.output
+    assert len(receiver.deliveries) == 1
 
 
 def test_simulator_never_logs_secrets(receiver, simulators, caplog):

@@ -175,6 +175,8 @@ def simulate(url, secret, rate, streamers):
         click.echo("Stopping.", err=True)
     finally:
         simulator.stop()
+    if simulator.failure:
+        raise click.ClickException(simulator.failure)
 
 
 def _require_trigger_input(subscription_type, url, secret) -> None:

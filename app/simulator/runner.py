@@ -125,8 +125,10 @@ class Simulator:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = False
+        self._waiting_said = False
         self._backoff = _FIRST_BACKOFF
         self._last_sent = -math.inf
+        self.failure: str | None = None
 
     @property
     def rate(self) -> float:
@@ -226,6 +228,13 @@ class Simulator:
                 return True
 
             self._note_connected()
+            if response.status_code == 403:
+                # Every later message would be refused the same way.
+                self._fail(
+                    f"{self.url} refused the signature of a challenge (403): "
+                    "the secret is not the receiver's EVENTSUB_SECRET"
+                )
+                return False
             if response.status_code != 200 or response.text != challenge:
                 logger.warning(
                     "EventSub %s: %s challenge not echoed, status %d",
@@ -332,11 +341,19 @@ class Simulator:
             status,
         )
 
+    def _fail(self, reason: str) -> None:
+        """Stop sending for good, keeping why for whoever started us."""
+        self.failure = reason
+        logger.error("Simulator: stopped: %s", reason)
+
     def _wait_for_server(self, error: requests.ConnectionError) -> None:
         """Back off after a refused connection, quietly while starting up."""
         if self._connected:
             logger.warning("Simulator: lost the connection to %s", self.url)
             self._connected = False
+        elif not self._waiting_said:
+            self._waiting_said = True
+            logger.info("Simulator: waiting for %s to answer", self.url)
         else:
             logger.debug(
                 "Simulator: %s not reachable yet (%s), next try in %.1f s",
