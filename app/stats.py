@@ -25,6 +25,8 @@ from flask import render_template
 from flask import request
 from flask import url_for
 
+from app.catalogue import GROUPS
+from app.catalogue import find_feed_type
 from app.errors import ApiError
 from app.extensions import db
 from app.logins import normalize_login
@@ -275,15 +277,23 @@ def shape_chart(name: str, result: Result, span: Range) -> dict[str, Any]:
 
 
 def chart_events_by_day(rows: list[dict], span: Range) -> dict[str, Any]:
-    """One stacked bar per day, one colour per event type."""
+    """One stacked bar per day, one colour per group of the watch page.
+
+    Forty-odd types in one legend cannot be told apart, so the chart sums
+    them by the groups the feed's filters use ("Subscriptions", "Bits", ...);
+    the CSV and JSON downloads keep one row per type.
+    """
     days = fill_days([row["day"] for row in rows], span)
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
-        counts.setdefault(row["event_type"], {})[row["day"]] = row["count_all"]
+        by_day = counts.setdefault(group_label(row["event_type"]), {})
+        by_day[row["day"]] = by_day.get(row["day"], 0) + row["count_all"]
 
+    order = [*GROUPS.values(), OTHER_GROUP]
     datasets = [
-        {"label": type_label(event_type), "data": [by_day.get(d, 0) for d in days]}
-        for event_type, by_day in sorted(counts.items())
+        {"label": label, "data": [counts[label].get(d, 0) for d in days]}
+        for label in order
+        if label in counts
     ]
     return {"kind": "daily", "stacked": True, "labels": days, "datasets": datasets}
 
@@ -332,7 +342,10 @@ def fill_days(seen: list[str], span: Range) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range(count)]
 
 
-def type_label(event_type: str) -> str:
-    """``channel.subscription.gift`` becomes ``subscription gift``."""
-    words = event_type.removeprefix("channel.").replace(".", " ")
-    return words.replace("_", " ")
+OTHER_GROUP = "Other types"
+
+
+def group_label(event_type: str) -> str:
+    """The heading the watch page files ``event_type`` under."""
+    feed_type = find_feed_type(event_type)
+    return GROUPS[feed_type.group] if feed_type else OTHER_GROUP

@@ -20,6 +20,7 @@ from app.events import build_rows
 from app.extensions import db
 from app.reports import Result
 from app.stats import Range
+from app.stats import chart_events_by_day
 from app.stats import chart_follows_by_day
 from app.stats import fill_days
 from app.stats import to_csv
@@ -62,15 +63,33 @@ def test_page_hands_each_chart_its_labels_and_numbers(filled, client):
     events, follows, gifters, cheerers = charts_of(response.text)
     assert events["labels"] == ["2026-03-14", "2026-03-15"]
     assert events["datasets"] == [
-        {"label": "cheer", "data": [2, 2]},
-        {"label": "follow", "data": [2, 1]},
-        {"label": "subscription gift", "data": [1, 2]},
+        {"label": "Follows", "data": [2, 1]},
+        {"label": "Subscriptions", "data": [1, 2]},
+        {"label": "Bits", "data": [2, 2]},
     ]
     assert [d["data"] for d in follows["datasets"]] == [[2, 1], [2, 3]]
     assert (gifters["labels"], cheerers["datasets"][0]["data"]) == (
         ["星野さくら", "Anonymous"],
         [300, 250, 150],
     )
+
+
+def test_events_chart_sums_types_by_the_feeds_groups():
+    """Forty types in one legend repeated colours and hid the axis."""
+    rows = [
+        {"day": "2026-03-14", "event_type": "channel.cheer", "count_all": 2},
+        {"day": "2026-03-14", "event_type": "channel.bits.use", "count_all": 3},
+        {"day": "2026-03-15", "event_type": "channel.made_up", "count_all": 1},
+        {"day": "2026-03-15", "event_type": "stream.online", "count_all": 1},
+    ]
+
+    chart = chart_events_by_day(rows, Range("2026-03-14", "2026-03-15"))
+
+    assert chart["datasets"] == [
+        {"label": "Stream", "data": [0, 1]},
+        {"label": "Bits", "data": [5, 0]},
+        {"label": "Other types", "data": [0, 1]},
+    ]
 
 
 def test_page_range_narrows_every_chart(filled, client):

@@ -91,9 +91,9 @@ def test_charts_show_the_known_data_set(driver, live_server):
 
     assert charts["events-by-day"]["labels"] == ["2026-03-14", "2026-03-15"]
     assert charts["events-by-day"]["datasets"] == [
-        {"label": "cheer", "data": [2, 2]},
-        {"label": "follow", "data": [2, 1]},
-        {"label": "subscription gift", "data": [1, 2]},
+        {"label": "Follows", "data": [2, 1]},
+        {"label": "Subscriptions", "data": [1, 2]},
+        {"label": "Bits", "data": [2, 2]},
     ]
     assert charts["top-cheerers"]["labels"] == [
         "Pixel_Pioneer",

@@ -7,7 +7,8 @@
 // are painted as text and never parsed as HTML.
 "use strict";
 
-const PALETTE_SIZE = 8;
+// One colour for each group of event types on the watch page, and Other.
+const PALETTE_SIZE = 12;
 
 function cssValue(name, fallback) {
   const value = getComputedStyle(document.documentElement).getPropertyValue(name);
