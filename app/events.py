@@ -284,7 +284,12 @@ def tier_of(event: dict) -> str:
 
 
 def plural(count: Any, word: str) -> str:
-    return f"{count} {word}" if str(count) == "1" else f"{count} {word}s"
+    """``1 vote``, ``41,800 points``: whole numbers get thousands separators."""
+    if isinstance(count, int) and not isinstance(count, bool):
+        shown = f"{count:,}"
+    else:
+        shown = str(count)
+    return f"{shown} {word}" if shown == "1" else f"{shown} {word}s"
 
 
 def with_text(sentence: str, text: Any) -> str:
@@ -395,9 +400,10 @@ def describe_poll_begin(event: dict) -> str:
 
 def describe_poll_progress(event: dict) -> str:
     tally = ", ".join(
-        f"{c.get('title', '?')} {votes_of(c)}" for c in event.get("choices") or []
+        f"{c.get('title', '?')} ({plural(votes_of(c), 'vote')})"
+        for c in event.get("choices") or []
     )
-    return f"Poll {event.get('title')}: {tally}"
+    return f"Poll so far: {event.get('title')}: {tally}"
 
 
 def describe_poll_end(event: dict) -> str:
@@ -417,10 +423,10 @@ def describe_prediction_begin(event: dict) -> str:
 
 def describe_prediction_progress(event: dict) -> str:
     tally = ", ".join(
-        f"{o.get('title', '?')} {plural(o.get('channel_points') or 0, 'point')}"
+        f"{o.get('title', '?')} ({plural(o.get('channel_points') or 0, 'point')})"
         for o in event.get("outcomes") or []
     )
-    return f"Prediction {event.get('title')}: {tally}"
+    return f"Prediction so far: {event.get('title')}: {tally}"
 
 
 def describe_prediction_lock(event: dict) -> str:

@@ -32,7 +32,15 @@ SUMMARIES = {
     "channel.bits.use.v1.power_up": (
         "星野さくら used 50 bits on a Power-up (gigantify an emote)"
     ),
-    "channel.raid.v1": "Other_Streamer raided Example_Streamer with 1203 viewers",
+    "channel.raid.v1": "Other_Streamer raided Example_Streamer with 1,203 viewers",
+    "channel.poll.progress.v1": (
+        "Poll so far: What do we play after chatting?: Stardew Valley (31 votes),"
+        " Elden Ring (18 votes), Tetris 99 (9 votes)"
+    ),
+    "channel.prediction.progress.v1": (
+        "Prediction so far: Do we beat the boss first try?: Yes, first try"
+        " (41,800 points), No chance (19,650 points)"
+    ),
     "channel.channel_points_custom_reward_redemption.add.v1": (
         "Viewer_One redeemed Song request 🎵 (500 points): Rick Astley - Never"
         ' Gonna Give You Up <3 & "Together Forever" 🎶'
