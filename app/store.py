@@ -39,15 +39,36 @@ def insert_for(session: so.Session, model: type) -> Any:
     return DIALECT_INSERTS[dialect](model)
 
 
+# Held for the rest of a storing transaction on Postgres (see store_events).
+FEED_ORDER_LOCK = 0x73_74_72_65_61_6D_66_64  # "streamfd"
+
+
 def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]:
     """Insert event rows, skipping message ids already stored, and count them.
 
-    The daily counts grow by the new rows only, in the same transaction, so
-    a redelivery counts nothing. Returns the new events, oldest first. The
-    caller commits.
+    One INSERT stores the whole batch; the daily counts grow by the new rows
+    only, in the same transaction, so a redelivery counts nothing. Returns
+    the new events, oldest first. The caller commits.
+
+    Cursor order is commit order. The live feed and the API page by cursor
+    (the event id), and a page that reconnects asks for everything "after"
+    the last cursor it showed; if two writers could commit out of id order,
+    the later-committing lower id would become visible after a page had
+    already moved past it, and that page would never see it. On Postgres,
+    every storing transaction therefore takes one transaction-level advisory
+    lock before it draws ids and holds it until it commits or rolls back, so
+    ids become visible in the order they were drawn, whichever web process
+    or ingest consumer stores them. SQLite has one writer at a time anyway.
+    Within a batch, ids follow the order of ``rows``.
     """
     if not rows:
         return []
+
+    rows = unique_by_message_id(rows)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_ORDER_LOCK}
+        )
 
     statement = (
         insert_for(session, Event)
@@ -58,6 +79,14 @@ def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]
     new_events = sorted(session.scalars(statement), key=lambda e: e.id)
     count_events(session, new_events)
     return new_events
+
+
+def unique_by_message_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep the first row of each message id, in order."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        seen.setdefault(row["message_id"], row)
+    return list(seen.values())
 
 
 def count_events(session: so.Session, events: list[Event]) -> None:
