@@ -149,3 +149,31 @@ def short_time(text: str) -> str:
         return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return text
+
+
+@click.command()
+@click.option(
+    "--months-ahead",
+    type=click.IntRange(0, 24),
+    default=3,
+    show_default=True,
+    help="Months after this one to create partitions for.",
+)
+def partitions(months_ahead: int) -> None:
+    """Create the monthly partitions of events ahead of need (Postgres).
+
+    Safe to run at any time and from several processes; `cli.py ingest`
+    runs it at start-up. Schedule it daily.
+    """
+    from app.partitions import ensure_partitions
+    from cli import make_app
+
+    app = make_app()
+    engine = app.extensions["db"].engine
+    if engine.dialect.name != "postgresql":
+        click.echo("SQLite keeps one events table; nothing to partition.")
+        return
+    created = ensure_partitions(engine, months_ahead)
+    click.echo(
+        f"Created {', '.join(created)}." if created else "Every partition exists."
+    )

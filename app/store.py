@@ -1,11 +1,16 @@
 """Storing events exactly once and reading them back.
 
-The unique constraint on ``events.message_id`` is the source of truth for
-"exactly once": an insert that meets an existing message id does nothing,
-and only the rows that were really inserted are returned, so only those are
-ever pushed to a browser.
+A unique message id is the source of truth for "exactly once": an insert
+that meets an existing message id does nothing, and only the rows that were
+really inserted are returned, so only those are ever pushed to a browser.
+On SQLite the unique constraint is on ``events.message_id``. On Postgres
+``events`` is partitioned by month, where a unique constraint would have to
+include the month, so the ids live in ``event_message_ids``: one statement
+inserts the batch's ids there first (ON CONFLICT DO NOTHING RETURNING) and
+only the ids it returns into ``events``.
 """
 
+import json
 import logging
 import re
 from collections import Counter
@@ -69,16 +74,71 @@ def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]
         session.execute(
             sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_ORDER_LOCK}
         )
-
-    statement = (
-        insert_for(session, Event)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["message_id"])
-        .returning(Event)
-    )
-    new_events = sorted(session.scalars(statement), key=lambda e: e.id)
+        new_events = list(session.scalars(insert_postgres(), postgres_arrays(rows)))
+    else:
+        statement = (
+            insert_for(session, Event)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["message_id"])
+            .returning(Event)
+        )
+        new_events = list(session.scalars(statement))
+    new_events.sort(key=lambda e: e.id)
     count_events(session, new_events)
     return new_events
+
+
+# Every column of a stored event but its id, with its Postgres type.
+EVENT_COLUMNS = {
+    "message_id": "text",
+    "subscription_id": "text",
+    "event_type": "text",
+    "event_version": "text",
+    "streamer_id": "text",
+    "streamer_name": "text",
+    "user_id": "text",
+    "user_name": "text",
+    "occurred_at": "timestamptz",
+    "received_at": "timestamptz",
+    "amount": "bigint",
+    "payload": "jsonb",
+}
+_names = ", ".join(EVENT_COLUMNS)
+# One statement for a whole batch: the rows travel as one array per column.
+POSTGRES_INSERT = f"""
+WITH batch AS (
+    SELECT * FROM unnest(
+        {", ".join(f"CAST(:{c} AS {t}[])" for c, t in EVENT_COLUMNS.items())}
+    ) WITH ORDINALITY AS b({_names}, position)
+),
+fresh AS (
+    INSERT INTO event_message_ids (message_id, received_at)
+    SELECT message_id, received_at FROM batch
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id
+)
+INSERT INTO events ({_names})
+SELECT {_names} FROM (
+    SELECT batch.* FROM batch JOIN fresh USING (message_id) ORDER BY position
+) AS new_rows
+RETURNING events.*
+"""
+
+
+def insert_postgres() -> Any:
+    return sa.select(Event).from_statement(sa.text(POSTGRES_INSERT))
+
+
+def postgres_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Turn rows into one list per column, payloads as JSON text."""
+    arrays: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
+    for row in rows:
+        for name, values in arrays.items():
+            values.append(row[name])
+    arrays["payload"] = [
+        json.dumps(p, separators=(",", ":")) for p in arrays["payload"]
+    ]
+    return arrays
 
 
 def unique_by_message_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

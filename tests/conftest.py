@@ -82,9 +82,9 @@ def empty_tables(app) -> None:
     engine = app.extensions["db"].engine
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(
-                sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
-            )
+            # Postgres keeps the stored message ids in a table of their own.
+            tables = ", ".join((*TABLES, "event_message_ids"))
+            connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
         else:
             for table in TABLES:
                 connection.execute(sa.text(f"DELETE FROM {table}"))
