@@ -79,6 +79,7 @@ def app_context() -> Iterator[so.Session]:
 
 
 def register_commands() -> None:
+    from app.explain import explain
     from app.ingest_commands import dead_letters
     from app.ingest_commands import ingest
     from app.ingest_commands import partitions
@@ -95,6 +96,7 @@ def register_commands() -> None:
         ingest,
         dead_letters,
         partitions,
+        explain,
     )
     for command in commands:
         cli.add_command(command)

@@ -255,3 +255,36 @@ def test_metrics_and_readiness_with_redis(buffered_app, stream):
     assert 'streamfeed_webhooks_total{outcome="bad_signature"}' in text
     assert "streamfeed_stream_backlog 1.0" in text
     assert "streamfeed_redis_up 1.0" in text
+
+
+def test_explain_tells_what_became_of_a_delivery(buffered_app, stream, redis_client):
+    from app.explain import explain
+    from app.feedbus import pushed_key
+
+    client = buffered_app.test_client()
+    message_id = f"explain-{uuid.uuid4()}"
+    post_sample(client, "channel.cheer.v1", message_id, secret="wrong-secret-0123")
+    post_sample(client, "channel.cheer.v1", message_id)
+    post_sample(client, "channel.cheer.v1", message_id)  # a redelivery
+    drain(make_consumer(buffered_app, stream))
+    # What a web process does after pushing the event to three pages.
+    redis_client.incrby(pushed_key(message_id), 3)
+
+    runner = buffered_app.test_cli_runner()
+    env = env_for(buffered_app, stream)
+    result = runner.invoke(explain, [message_id], env=env)
+    assert result.exit_code == 0, result.output
+    cursor = stored(buffered_app)[0].id
+    assert "3 deliveries, 2 accepted, 1 refused" in result.output
+    assert "refused: last as bad signature (403: signature does not match)" in (
+        result.output
+    )
+    assert f"as cursor {cursor}: channel.cheer for example_streamer" in result.output
+    assert "duplicate: 1 delivery found already stored and skipped" in result.output
+    assert "pushed to 3 clients" in result.output
+
+    unknown = runner.invoke(explain, ["never-seen"], env=env)
+    assert unknown.exit_code == 1
+    assert "Nothing is known of message never-seen" in unknown.output
+    assert runner.invoke(explain, [" "], env=env).exit_code == 2
+    redis_client.delete(pushed_key(message_id))
