@@ -1,19 +1,19 @@
 """What became of each delivery, kept small in Redis for `cli.py explain`.
 
-Refused deliveries are counted, never stored in full: per message id a small
-hash holds when it first and last arrived, how many times it was accepted
-or refused, the last refusal's kind and reason, and, once ingest has dealt
-with it, when it was stored and its cursor or how many copies were found
-already stored. Each hash expires ``RECORD_TTL`` after its last change. The
-body of a delivery is never kept here.
+An accepted delivery needs no note: its stream entry, then its stored row
+(``received_at``, ``stored_at``, cursor), say what became of it, and the
+webhook's one XADD stays all a request waits for. Refused deliveries and
+redeliveries are counted, never stored in full: per message id a small hash
+holds when refusals first and last arrived, how many, the last one's kind
+and reason, and how many copies ingest found already stored. A hash expires
+``RECORD_TTL`` after its last change (``REFUSAL_TTL`` when it only holds
+refusals, which are not authenticated). No body is ever kept here.
 
 Fields of ``streamfeed:delivery:<message_id>``:
 
-- ``first_arrived_at``, ``last_arrived_at``: RFC 3339 UTC;
-- ``deliveries``, ``accepted``, ``refused``: counts;
+- ``first_arrived_at``, ``last_arrived_at``, ``refused``: refusals;
 - ``refusal``, ``refusal_reason``, ``refusal_status``: the last refusal;
-- ``stored_at``, ``cursor``: set by ingest when the event was stored;
-- ``duplicates``: copies ingest found already stored.
+- ``duplicates``, ``last_duplicate_arrived_at``: copies ingest skipped.
 """
 
 import logging
@@ -37,18 +37,6 @@ def record_key(message_id: str) -> str:
     return RECORD_KEY.format(message_id=message_id)
 
 
-def add_arrival(pipe: Any, message_id: str, now: datetime, accepted: bool) -> None:
-    """Queue, on a pipeline, the commands that note one arrival."""
-    key = record_key(message_id)
-    moment = format_timestamp(now)
-    pipe.hsetnx(key, "first_arrived_at", moment)
-    pipe.hset(key, "last_arrived_at", moment)
-    pipe.hincrby(key, "deliveries", 1)
-    pipe.hincrby(key, "accepted" if accepted else "refused", 1)
-    if accepted:
-        pipe.expire(key, RECORD_TTL)
-
-
 def record_refusal(
     client: redis.Redis,
     message_id: str,
@@ -66,7 +54,10 @@ def record_refusal(
         return
     pipe = client.pipeline(transaction=False)
     key = record_key(message_id)
-    add_arrival(pipe, message_id, now, accepted=False)
+    moment = format_timestamp(now)
+    pipe.hsetnx(key, "first_arrived_at", moment)
+    pipe.hset(key, "last_arrived_at", moment)
+    pipe.hincrby(key, "refused", 1)
     pipe.hset(
         key,
         mapping={"refusal": kind, "refusal_reason": reason, "refusal_status": status},
@@ -83,21 +74,17 @@ def record_refusal(
         )
 
 
-def add_outcomes(pipe: Any, stored: dict[str, tuple[int, datetime]], dupes: list):
-    """Queue, on a pipeline, what ingest did with a batch.
+def add_duplicates(pipe: Any, copies: list[tuple[str, bytes]]) -> None:
+    """Queue, on a pipeline, that ingest found these already stored.
 
-    ``stored`` maps a message id to its cursor and storing time; ``dupes``
-    lists the message ids whose events were already stored.
+    ``copies`` holds a message id and when that copy arrived. When and as
+    which cursor the first copy was stored is in the database, so only the
+    skipped copies are noted here.
     """
-    for message_id, (cursor, moment) in stored.items():
-        key = record_key(message_id)
-        pipe.hset(
-            key, mapping={"stored_at": format_timestamp(moment), "cursor": cursor}
-        )
-        pipe.expire(key, RECORD_TTL)
-    for message_id in dupes:
+    for message_id, arrived in copies:
         key = record_key(message_id)
         pipe.hincrby(key, "duplicates", 1)
+        pipe.hset(key, "last_duplicate_arrived_at", arrived)
         pipe.expire(key, RECORD_TTL)
 
 

@@ -9,11 +9,13 @@ can answer: refusals are not recorded in embedded mode.
 """
 
 import json
+from datetime import datetime
 from typing import Any
 
 import click
 import sqlalchemy as sa
 
+from app.events import format_timestamp
 from app.models import Event
 from app.store import event_to_json
 
@@ -24,7 +26,8 @@ REFUSALS = {
     "malformed": "malformed",
     "too_large": "too large",
 }
-DEAD_LETTERS_SCANNED = 10_000
+# The newest entries of the stream and of the dead letters looked through.
+ENTRIES_SCANNED = 10_000
 
 
 def check_message_id(ctx, param, value: str) -> str:
@@ -44,7 +47,8 @@ def explain(message_id: str, as_json: bool) -> None:
 
     Accepted or refused and why, when it arrived, when it was stored (and
     its cursor), how many redeliveries were skipped, and to how many
-    clients it was pushed. Exits 1 when nothing is known of it.
+    clients it was pushed. A delivery still buffered is found among the
+    newest 10,000 stream entries. Exits 1 when nothing is known of it.
     """
     from cli import app_context
 
@@ -78,15 +82,10 @@ def gather(session, client, stream: str, message_id: str) -> dict[str, Any]:
     ).all()
     facts: dict[str, Any] = {
         "message_id": message_id,
-        "stored": [
-            {
-                key: event_to_json(e)[key]
-                for key in ("cursor", "message_id", "type", "streamer", "received_at")
-            }
-            for e in rows
-        ],
+        "stored": [stored_facts(e) for e in rows],
         "redis": client is not None,
         "record": {},
+        "buffered": [],
         "pushed_to": None,
         "dead_letters": [],
     }
@@ -98,18 +97,42 @@ def gather(session, client, stream: str, message_id: str) -> dict[str, Any]:
         facts["record"] = read_record(client, message_id)
         pushed = client.get(pushed_key(message_id))
         facts["pushed_to"] = int(pushed) if pushed is not None else None
-        for entry_id, fields in client.xrevrange(
-            dead_letter_stream(stream), count=DEAD_LETTERS_SCANNED
-        ):
-            if fields.get(b"message_id") == message_id.encode():
-                facts["dead_letters"].append(
-                    {
-                        "id": entry_id.decode(),
-                        "reason": fields.get(b"reason", b"").decode(),
-                        "failed_at": fields.get(b"failed_at", b"").decode(),
-                    }
-                )
-    facts["known"] = bool(facts["stored"] or facts["record"] or facts["dead_letters"])
+        facts["dead_letters"] = find_entries(
+            client, dead_letter_stream(stream), message_id
+        )
+        if not rows:
+            facts["buffered"] = find_entries(client, stream, message_id)
+    facts["known"] = any(
+        facts[key] for key in ("stored", "record", "buffered", "dead_letters")
+    )
+    return facts
+
+
+def find_entries(client, stream: str, message_id: str) -> list[dict[str, str]]:
+    """The newest entries of a stream that carry ``message_id``."""
+    found = []
+    wanted = message_id.encode()
+    for entry_id, fields in client.xrevrange(stream, count=ENTRIES_SCANNED):
+        if fields.get(b"message_id") == wanted:
+            found.append(
+                {
+                    "id": entry_id.decode(),
+                    "received_at": fields.get(b"received_at", b"").decode(),
+                    "reason": fields.get(b"reason", b"").decode(),
+                    "failed_at": fields.get(b"failed_at", b"").decode(),
+                }
+            )
+    return found
+
+
+def stored_facts(event: Event) -> dict[str, Any]:
+    described = event_to_json(event)
+    facts = {
+        key: described[key]
+        for key in ("cursor", "message_id", "type", "streamer", "received_at")
+    }
+    moment = event.stored_at or event.received_at
+    facts["stored_at"] = format_timestamp(moment)
     return facts
 
 
@@ -121,52 +144,45 @@ def describe(facts: dict[str, Any]) -> list[str]:
         lines = [f"Nothing is known of message {message_id}."]
         if facts["redis"]:
             lines.append(
-                "It never reached us, or its record expired (accepted deliveries "
-                "are remembered 7 days, refused ones 1 day)."
+                "It never reached us, or its record expired (stored events are "
+                "kept; refusals are remembered 1 day, skipped copies 7 days)."
             )
         else:
             lines.append("It was never stored (refusals are recorded only with Redis).")
         return lines
 
     lines = [f"Message {message_id}:"]
-    if record:
-        accepted = int(record.get("accepted", 0))
-        refused = int(record.get("refused", 0))
-        lines.append(
-            f"  arrived {record.get('first_arrived_at')} first, "
-            f"{record.get('last_arrived_at')} last: {plural(accepted + refused)}, "
-            f"{accepted} accepted, {refused} refused"
-        )
-        if refused:
-            kind = record.get("refusal", "")
-            lines.append(
-                f"  refused: last as {REFUSALS.get(kind, kind)} "
-                f"({record.get('refusal_status')}: {record.get('refusal_reason')})"
-            )
     for row in facts["stored"]:
-        stored_at = record.get("stored_at") or row["received_at"]
+        item = f" (item {row['message_id']})" if row["message_id"] != message_id else ""
         lines.append(
-            f"  stored {stored_at} as cursor {row['cursor']}: {row['type']} for "
-            f"{row['streamer']['login'] or 'no streamer'}"
-            + (
-                f" (item {row['message_id']})"
-                if row["message_id"] != message_id
-                else ""
-            )
+            f"  accepted: arrived {row['received_at']}, stored {row['stored_at']} "
+            f"as cursor {row['cursor']}: {row['type']} for "
+            f"{row['streamer']['login'] or 'no streamer'}{item}"
+        )
+    for entry in facts["buffered"]:
+        lines.append(
+            f"  accepted: arrived {format_iso(entry['received_at'])}, not stored "
+            f"yet: still buffered for ingest (entry {entry['id']})"
+        )
+    for dead in facts["dead_letters"]:
+        lines.append(
+            f"  accepted, then not stored: dead letter {dead['id']} since "
+            f"{format_iso(dead['failed_at'])}: {dead['reason']}"
         )
     duplicates = int(record.get("duplicates", 0))
     if duplicates:
         lines.append(
-            f"  duplicate: {plural(duplicates)} found already stored and skipped"
+            f"  duplicate: {plural(duplicates)} found already stored and skipped, "
+            f"the last arrived {format_iso(record['last_duplicate_arrived_at'])}"
         )
-    if record and int(record.get("accepted", 0)) and not facts["stored"]:
-        if facts["dead_letters"]:
-            lines.append("  not stored: it is in the dead-letter stream")
-        else:
-            lines.append("  not stored yet: still buffered for ingest")
-    for dead in facts["dead_letters"]:
+    refused = int(record.get("refused", 0))
+    if refused:
+        kind = record.get("refusal", "")
         lines.append(
-            f"  dead letter {dead['id']} since {dead['failed_at']}: {dead['reason']}"
+            f"  refused: {plural(refused)} from {record.get('first_arrived_at')} to "
+            f"{record.get('last_arrived_at')}, the last as "
+            f"{REFUSALS.get(kind, kind)} ({record.get('refusal_status')}: "
+            f"{record.get('refusal_reason')})"
         )
     if facts["redis"] and facts["stored"]:
         pushed = facts["pushed_to"]
@@ -176,6 +192,14 @@ def describe(facts: dict[str, Any]) -> list[str]:
             else "  pushed to no client (none had the feed open, or not counted)"
         )
     return lines
+
+
+def format_iso(text: str) -> str:
+    """An ISO time from a stream entry, written as the rest of the output."""
+    try:
+        return format_timestamp(datetime.fromisoformat(text))
+    except (TypeError, ValueError):
+        return text
 
 
 def plural(count: int) -> str:

@@ -81,14 +81,14 @@ def buffer_notification(
     raw: bytes,
     now: datetime,
 ) -> None:
-    """Append a verified notification to the stream, with its arrival noted.
+    """Append a verified notification to the stream: one XADD.
 
-    One MULTI holds the XADD and the note, so either both happen or
-    neither. ``timestamp`` is Twitch's message timestamp as sent. Raises
-    ``redis.RedisError`` when Redis cannot take it.
+    A single command is atomic, so a notification is buffered whole or not
+    at all, and it is all the request waits for. ``timestamp`` is Twitch's
+    message timestamp as sent. Raises ``redis.RedisError`` when Redis
+    cannot take it.
     """
-    pipe = client.pipeline(transaction=True)
-    pipe.xadd(
+    client.xadd(
         stream,
         {
             "message_id": message_id,
@@ -97,8 +97,6 @@ def buffer_notification(
             "body": raw,
         },
     )
-    deliveries.add_arrival(pipe, message_id, now, accepted=True)
-    pipe.execute()
 
 
 def ensure_group(client: redis.Redis, stream: str) -> None:
@@ -465,24 +463,22 @@ class Consumer:
         """Publish, note outcomes, then acknowledge and delete: one MULTI."""
         if not entries:
             return
-        now = datetime.now(UTC)
-        stored = {}
-        for event in new_events:
-            base = event.message_id.split(":")[0]
-            stored.setdefault(base, (event.id, now))
+        stored = {event.message_id.split(":")[0] for event in new_events}
         dupes, counted = [], set()
         for entry in entries:
             if entry.message_id in stored and entry.message_id not in counted:
                 counted.add(entry.message_id)
             else:
-                dupes.append(entry.message_id)
+                dupes.append(entry)
         ids = [e.id for e in entries]
         stream = self.settings.stream
 
         pipe = self.redis.pipeline(transaction=True)
         for channel, frame in feed_frames(new_events).items():
             pipe.publish(channel, frame)
-        deliveries.add_outcomes(pipe, stored, dupes)
+        deliveries.add_duplicates(
+            pipe, [(e.message_id, e.fields.get(b"received_at", b"")) for e in dupes]
+        )
         pipe.xack(stream, GROUP, *ids)
         pipe.xdel(stream, *ids)
         pipe.execute()

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -48,12 +49,15 @@ def insert_for(session: so.Session, model: type) -> Any:
 FEED_ORDER_LOCK = 0x73_74_72_65_61_6D_66_64  # "streamfd"
 
 
-def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]:
+def store_events(
+    session: so.Session, rows: list[dict[str, Any]]
+) -> list[Event] | list["StoredEvent"]:
     """Insert event rows, skipping message ids already stored, and count them.
 
     One INSERT stores the whole batch; the daily counts grow by the new rows
     only, in the same transaction, so a redelivery counts nothing. Returns
-    the new events, oldest first. The caller commits.
+    the new events, oldest first (Events on SQLite, StoredEvents with the
+    same fields on Postgres). The caller commits.
 
     Cursor order is commit order. The live feed and the API page by cursor
     (the event id), and a page that reconnects asks for everything "after"
@@ -70,25 +74,46 @@ def store_events(session: so.Session, rows: list[dict[str, Any]]) -> list[Event]
         return []
 
     rows = unique_by_message_id(rows)
+    stored_at = datetime.now(UTC)
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_ORDER_LOCK}
-        )
-        new_events = list(session.scalars(insert_postgres(), postgres_arrays(rows)))
-    else:
-        statement = (
-            insert_for(session, Event)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["message_id"])
-            .returning(Event)
-        )
-        new_events = list(session.scalars(statement))
-    new_events.sort(key=lambda e: e.id)
+        return store_postgres(session, rows, stored_at)
+
+    statement = (
+        insert_for(session, Event)
+        .values([dict(row, stored_at=stored_at) for row in rows])
+        .on_conflict_do_nothing(index_elements=["message_id"])
+        .returning(Event)
+    )
+    new_events = sorted(session.scalars(statement), key=lambda e: e.id)
     count_events(session, new_events)
     return new_events
 
 
-# Every column of a stored event but its id, with its Postgres type.
+@dataclass(slots=True)
+class StoredEvent:
+    """A newly stored event as Postgres storing returns it: an Event's fields.
+
+    Built from the rows handed in and the ids the database gave them, so
+    nothing stored travels back; ``event_to_json`` reads it as an Event.
+    """
+
+    id: int
+    message_id: str
+    subscription_id: str | None
+    event_type: str
+    event_version: str
+    streamer_id: str | None
+    streamer_name: str | None
+    user_id: str | None
+    user_name: str | None
+    occurred_at: datetime
+    received_at: datetime
+    amount: int | None
+    payload: dict[str, Any]
+    stored_at: datetime | None
+
+
+# The columns a batch row carries, with their Postgres types.
 EVENT_COLUMNS = {
     "message_id": "text",
     "subscription_id": "text",
@@ -104,41 +129,61 @@ EVENT_COLUMNS = {
     "payload": "jsonb",
 }
 _names = ", ".join(EVENT_COLUMNS)
-# One statement for a whole batch: the rows travel as one array per column.
-POSTGRES_INSERT = f"""
+_types = ", ".join(f"{name} {kind}" for name, kind in EVENT_COLUMNS.items())
+# One statement for a whole batch, which travels as one JSON array: note the
+# new message ids, insert the events that were new (in the batch's order,
+# so ids follow it), and add them to the daily counts. The day is the UTC
+# day, as utc_day() and the reports cut it.
+POSTGRES_STORE = f"""
 WITH batch AS (
-    SELECT * FROM unnest(
-        {", ".join(f"CAST(:{c} AS {t}[])" for c, t in EVENT_COLUMNS.items())}
-    ) WITH ORDINALITY AS b({_names}, position)
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS b({_types}, position integer)
 ),
 fresh AS (
     INSERT INTO event_message_ids (message_id, received_at)
     SELECT message_id, received_at FROM batch
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
+),
+inserted AS (
+    INSERT INTO events ({_names}, stored_at)
+    SELECT {_names}, now() FROM (
+        SELECT batch.* FROM batch JOIN fresh USING (message_id) ORDER BY position
+    ) AS new_rows
+    RETURNING id, message_id, streamer_name, event_type, occurred_at, stored_at
+),
+counted AS (
+    INSERT INTO event_counts (streamer_name, event_type, day, count)
+    SELECT COALESCE(streamer_name, ''), event_type,
+           to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*)
+    FROM inserted
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (streamer_name, event_type, day)
+    DO UPDATE SET count = event_counts.count + excluded.count
 )
-INSERT INTO events ({_names})
-SELECT {_names} FROM (
-    SELECT batch.* FROM batch JOIN fresh USING (message_id) ORDER BY position
-) AS new_rows
-RETURNING events.*
+SELECT id, message_id, stored_at FROM inserted ORDER BY id
 """
 
 
-def insert_postgres() -> Any:
-    return sa.select(Event).from_statement(sa.text(POSTGRES_INSERT))
-
-
-def postgres_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Turn rows into one list per column, payloads as JSON text."""
-    arrays: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
-    for row in rows:
-        for name, values in arrays.items():
-            values.append(row[name])
-    arrays["payload"] = [
-        json.dumps(p, separators=(",", ":")) for p in arrays["payload"]
+def store_postgres(
+    session: so.Session, rows: list[dict[str, Any]], stored_at: datetime
+) -> list[StoredEvent]:
+    """Store a batch on Postgres with one statement, under the order lock."""
+    session.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_ORDER_LOCK}
+    )
+    batch = json.dumps(
+        [dict(row, position=index) for index, row in enumerate(rows)],
+        default=datetime.isoformat,
+        separators=(",", ":"),
+    )
+    by_id = {row["message_id"]: row for row in rows}
+    result = session.execute(sa.text(POSTGRES_STORE), {"rows": batch})
+    return [
+        StoredEvent(id=new_id, stored_at=moment, **by_id[message_id])
+        for new_id, message_id, moment in result
     ]
-    return arrays
 
 
 def unique_by_message_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -275,13 +275,18 @@ def test_explain_tells_what_became_of_a_delivery(buffered_app, stream, redis_cli
     result = runner.invoke(explain, [message_id], env=env)
     assert result.exit_code == 0, result.output
     cursor = stored(buffered_app)[0].id
-    assert "3 deliveries, 2 accepted, 1 refused" in result.output
-    assert "refused: last as bad signature (403: signature does not match)" in (
-        result.output
-    )
     assert f"as cursor {cursor}: channel.cheer for example_streamer" in result.output
     assert "duplicate: 1 delivery found already stored and skipped" in result.output
+    assert "refused: 1 delivery from" in result.output
+    assert "the last as bad signature (403: signature does not match)" in (
+        result.output
+    )
     assert "pushed to 3 clients" in result.output
+
+    buffered_id = f"buffered-{uuid.uuid4()}"
+    post_sample(client, "channel.follow.v2", buffered_id)
+    waiting = runner.invoke(explain, [buffered_id], env=env)
+    assert "not stored yet: still buffered for ingest" in waiting.output
 
     unknown = runner.invoke(explain, ["never-seen"], env=env)
     assert unknown.exit_code == 1

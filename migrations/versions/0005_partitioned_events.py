@@ -1,4 +1,7 @@
-"""On Postgres, events partitioned by month, and message ids kept apart.
+"""Events get stored_at; on Postgres, partitioned by month, ids kept apart.
+
+``stored_at`` says when an event was stored, which with the ingest stream
+comes after ``received_at``; events stored before are given their arrival.
 
 ``events`` becomes a declaratively partitioned table (RANGE on
 ``received_at``, one partition per month plus ``events_default``, which
@@ -21,6 +24,7 @@ Revises: 0003
 Create Date: 2026-12-04
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
@@ -32,6 +36,7 @@ COLUMNS = (
     "id, message_id, subscription_id, event_type, event_version, streamer_id, "
     "streamer_name, user_id, user_name, occurred_at, received_at, payload, amount"
 )
+COPIED = COLUMNS + ", stored_at"
 COLUMN_TYPES = """
     message_id VARCHAR(100) NOT NULL,
     subscription_id VARCHAR(100),
@@ -44,13 +49,17 @@ COLUMN_TYPES = """
     occurred_at TIMESTAMP WITH TIME ZONE NOT NULL,
     received_at TIMESTAMP WITH TIME ZONE NOT NULL,
     payload JSONB NOT NULL,
-    amount BIGINT
+    amount BIGINT,
+    stored_at TIMESTAMP WITH TIME ZONE
 """
 MONTHS_AHEAD = 3
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
+        with op.batch_alter_table("events") as batch:
+            batch.add_column(sa.Column("stored_at", sa.DateTime(timezone=True)))
+        op.execute("UPDATE events SET stored_at = received_at")
         return
     op.execute("ALTER TABLE events RENAME TO events_unpartitioned")
     op.execute(
@@ -80,7 +89,8 @@ def upgrade() -> None:
         )
     op.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
     op.execute(
-        f"INSERT INTO events ({COLUMNS}) SELECT {COLUMNS} FROM events_unpartitioned"
+        f"INSERT INTO events ({COPIED}) "
+        f"SELECT {COLUMNS}, received_at FROM events_unpartitioned"
     )
     op.execute(
         "CREATE TABLE event_message_ids ("
@@ -112,6 +122,8 @@ def months_to_create() -> list[tuple[str, str, str]]:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
+        with op.batch_alter_table("events") as batch:
+            batch.drop_column("stored_at")
         return
     op.execute("ALTER TABLE events RENAME TO events_partitioned")
     op.execute(
@@ -135,6 +147,7 @@ def downgrade() -> None:
         f"INSERT INTO events ({COLUMNS}) SELECT {COLUMNS} FROM events_partitioned "
         "ORDER BY id"
     )
+    op.execute("ALTER TABLE events DROP COLUMN stored_at")
     op.execute("ALTER SEQUENCE events_id_seq OWNED BY events.id")
     op.execute("DROP TABLE events_partitioned")
     op.execute("DROP TABLE event_message_ids")
