@@ -61,6 +61,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     register_blueprints(app)
     app.after_request(add_security_headers)
+    if settings["REDIS_URL"]:
+        from webhooks.fastpath import BufferedNotifications
+
+        app.wsgi_app = BufferedNotifications(app, app.wsgi_app)
     return app
 
 

@@ -82,6 +82,12 @@ def parse_args() -> argparse.Namespace:
         help="gunicorn workers, for both servers.",
     )
     parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="Start both servers with gunicorn's --reuse-port (SO_REUSEPORT), "
+        "so the kernel spreads connections over the workers.",
+    )
+    parser.add_argument(
         "--database-url",
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
     )
@@ -312,7 +318,8 @@ def main() -> None:
     processes = []
     try:
         upgrade_schema(url)
-        web, port = start_gunicorn("wsgi:app", env, [])
+        extra = ["--reuse-port"] if args.reuse_port else []
+        web, port = start_gunicorn("wsgi:app", env, extra)
         processes.append(web)
 
         def start_consumers():
@@ -370,7 +377,7 @@ def main() -> None:
         processes.clear()
 
         yardstick, port = start_gunicorn(
-            "hmac_only:app", env, ["--pythonpath", str(ROOT / "bench")]
+            "hmac_only:app", env, [*extra, "--pythonpath", str(ROOT / "bench")]
         )
         processes.append(yardstick)
         hmac_only = summarize("HMAC-only", send_load(port, args), args.seconds)

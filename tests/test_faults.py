@@ -150,7 +150,7 @@ def test_consumer_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
     pg_app, postgres_url, stream, tmp_path
 ):
     client = pg_app.extensions["redis"]
-    unique = [f"kill-{uuid.uuid4()}" for _ in range(4000)]
+    unique = [f"kill-{uuid.uuid4()}" for _ in range(12000)]
     # Every tenth message is delivered twice, as Twitch redelivers.
     fill_stream(client, stream, unique + unique[::10])
     engine = pg_app.extensions["db"].engine
@@ -158,7 +158,7 @@ def test_consumer_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
     log = tmp_path / "ingest.log"
 
     victim = start_ingest(
-        env, "victim", log, INGEST_BATCH_SIZE=250, INGEST_CLAIM_IDLE_MS=500
+        env, "victim", log, INGEST_BATCH_SIZE=200, INGEST_CLAIM_IDLE_MS=500
     )
 
     def victim_mid_batch() -> bool:
@@ -176,7 +176,7 @@ def test_consumer_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
     assert 0 < stored_before < len(unique), "the consumer was not killed mid-batch"
 
     heir = start_ingest(
-        env, "heir", log, INGEST_BATCH_SIZE=250, INGEST_CLAIM_IDLE_MS=500
+        env, "heir", log, INGEST_BATCH_SIZE=200, INGEST_CLAIM_IDLE_MS=500
     )
     try:
         wait_for(lambda: client.xlen(stream) == 0, 90, "the heir to drain the stream")

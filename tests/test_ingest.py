@@ -23,8 +23,11 @@ from app.ingest import dead_letter_stream
 from app.models import Event
 from app.reports import find_rollup_differences
 from conftest import TEST_REDIS_URL
+from conftest import compact
+from conftest import load_sample
 from conftest import make_test_app
 from conftest import post_sample
+from conftest import signed_headers
 
 
 @pytest.fixture
@@ -293,3 +296,38 @@ def test_explain_tells_what_became_of_a_delivery(buffered_app, stream, redis_cli
     assert "Nothing is known of message never-seen" in unknown.output
     assert runner.invoke(explain, [" "], env=env).exit_code == 2
     redis_client.delete(pushed_key(message_id))
+
+
+def test_buffered_path_refuses_as_the_view_does(database_url, stream, redis_client):
+    app = make_test_app(
+        database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        INGEST_STREAM=stream,
+        WEBHOOK_MAX_BYTES=2000,
+    )
+    client = app.test_client()
+    body = compact(load_sample("channel.follow.v2"))
+
+    def post(data: bytes, **changes):
+        headers = signed_headers(data) | changes
+        return client.post("/webhooks/eventsub", data=data, headers=headers)
+
+    assert (
+        post(body, **{"Twitch-Eventsub-Message-Signature": "sha256=00"}).status_code
+        == 403
+    )
+    stale = signed_headers(body, timestamp="2020-01-01T00:00:00Z")
+    assert (
+        client.post("/webhooks/eventsub", data=body, headers=stale).status_code == 400
+    )
+    assert post(b"{not json").status_code == 400
+    assert post(body, **{"Twitch-Eventsub-Message-Retry": ""}).status_code == 400
+    huge = post(body + b" " * 3000)
+    assert huge.status_code == 413
+    assert huge.get_data(as_text=True) == "body is larger than 2000 bytes\n"
+    challenge = post_sample(client, "webhook_callback_verification")
+    assert challenge.status_code == 200
+    assert redis_client.xlen(stream) == 0
+    assert post(body).status_code == 204
+    assert redis_client.xlen(stream) == 1
+    app.extensions["db"].engine.dispose()

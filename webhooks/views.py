@@ -4,7 +4,9 @@ A verified notification is handed on in one of two ways. With REDIS_URL
 set (production) it is appended to the ingest stream and answered 204 at
 once; the database is not touched in the request, and when Redis cannot
 take it the answer is 503 so that Twitch delivers it again. Without Redis
-(embedded mode) it is stored in the request, as before.
+(embedded mode) it is stored in the request, as before. In production the
+notifications take ``webhooks.fastpath`` in front of Flask, which applies
+the same checks; this view answers them when it is not installed.
 """
 
 import logging
@@ -60,14 +62,20 @@ def receive() -> Response:
         message = read_message(request.headers, raw, secrets(), now)
         return answer(message, raw, now)
     except Refused as e:
-        logger.warning("EventSub %s: refused (%s), %s", message_id, e.status, e.reason)
-        metrics.WEBHOOKS.labels(e.kind).inc()
-        client = current_app.extensions.get("redis")
-        if client is not None:
-            deliveries.record_refusal(
-                client, message_id, now, e.kind, e.reason, e.status
-            )
+        note_refusal(current_app.extensions.get("redis"), message_id, now, e)
         return Response(e.reason + "\n", e.status, mimetype="text/plain")
+
+
+def note_refusal(client, message_id: str, now: datetime, refused: Refused) -> None:
+    """Log and count a refusal, and note it for `cli.py explain` with Redis."""
+    logger.warning(
+        "EventSub %s: refused (%s), %s", message_id, refused.status, refused.reason
+    )
+    metrics.WEBHOOKS.labels(refused.kind).inc()
+    if client is not None:
+        deliveries.record_refusal(
+            client, message_id, now, refused.kind, refused.reason, refused.status
+        )
 
 
 def read_raw_body() -> bytes:
