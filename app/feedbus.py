@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from app.store import event_to_json
 
 FEED_CHANNEL = "streamfeed:feed:{login}"
@@ -32,11 +34,12 @@ def pushed_key(message_id: str) -> str:
     return PUSHED_KEY.format(message_id=message_id)
 
 
-def feed_frames(events: Iterable[Any]) -> dict[str, str]:
+def feed_frames(events: Iterable[Any]) -> dict[str, bytes]:
     """Group stored events by streamer into the frames to publish.
 
-    Returns ``{channel: frame_text}``; events without a streamer login have
-    no feed and are left out. Each frame lists its events by cursor.
+    Returns ``{channel: frame}``, each frame the UTF-8 bytes of its JSON
+    text; events without a streamer login have no feed and are left out.
+    Each frame lists its events by cursor.
     """
     by_login: dict[str, list[Any]] = defaultdict(list)
     for event in events:
@@ -46,5 +49,13 @@ def feed_frames(events: Iterable[Any]) -> dict[str, str]:
     for login, group in by_login.items():
         group.sort(key=lambda e: e.id)
         frame = {"kind": "events", "events": [event_to_json(e) for e in group]}
-        frames[feed_channel(login)] = json.dumps(frame)
+        frames[feed_channel(login)] = dump_frame(frame)
     return frames
+
+
+def dump_frame(frame: dict[str, Any]) -> bytes:
+    """Encode a frame with orjson; integers past 64 bits fall back to json."""
+    try:
+        return orjson.dumps(frame)
+    except orjson.JSONEncodeError:
+        return json.dumps(frame).encode()

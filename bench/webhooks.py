@@ -7,9 +7,11 @@ load processes at a chosen concurrency for a chosen time, a fraction of
 them redeliveries of message ids already accepted. Prints accepted per
 second and p50/p99/max latency, waits for ingest to drain the stream, and
 checks that the stored rows equal the unique messages accepted (and the
-rollups add up to them). Then it does the same against bench/hmac_only.py,
-a Flask endpoint that only checks the HMAC and answers 204, under the same
-gunicorn settings, and prints ours as a ratio of it. The last line reads
+rollups add up to them). The same load goes, in alternating rounds so that
+whatever else runs on the machine weighs on both alike, to
+bench/hmac_only.py, a Flask endpoint that only checks the HMAC and answers
+204, under the same gunicorn settings; ours is printed as a ratio of it.
+The last line reads
 
     ratio R (ours X/s, HMAC-only Y/s), p99 P ms, exactly once: yes|no
 
@@ -63,7 +65,16 @@ TYPES = (
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="Load time per server."
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="The load time is cut in this many rounds, alternating between "
+        "the servers, so that other work on the machine weighs on both alike.",
+    )
     parser.add_argument("--redeliveries", type=float, default=0.05)
     parser.add_argument(
         "--load-processes", type=int, default=2, help="Processes sending."
@@ -192,8 +203,8 @@ def load_process(port, connections, seconds, redeliveries, start_at, queue) -> N
     )
 
 
-def send_load(port: int, args) -> dict:
-    """Run the load processes; return their results merged."""
+def send_load(port: int, args, seconds: float) -> dict:
+    """Run the load processes for ``seconds``; return their results merged."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
     start_at = time.time() + 1.0
     per_process = [
@@ -204,24 +215,31 @@ def send_load(port: int, args) -> dict:
     processes = [
         multiprocessing.Process(
             target=load_process,
-            args=(port, n, args.seconds, args.redeliveries, start_at, queue),
+            args=(port, n, seconds, args.redeliveries, start_at, queue),
         )
         for n in per_process
         if n
     ]
     for process in processes:
         process.start()
-    merged = {"latencies": [], "statuses": {}, "errors": 0, "unique_accepted": 0}
+    merged = empty_results()
     for _ in processes:
-        part = queue.get()
-        merged["latencies"] += part["latencies"]
-        merged["errors"] += part["errors"]
-        merged["unique_accepted"] += part["unique_accepted"]
-        for status, count in part["statuses"].items():
-            merged["statuses"][status] = merged["statuses"].get(status, 0) + count
+        merge(merged, queue.get())
     for process in processes:
         process.join()
     return merged
+
+
+def empty_results() -> dict:
+    return {"latencies": [], "statuses": {}, "errors": 0, "unique_accepted": 0}
+
+
+def merge(into: dict, part: dict) -> None:
+    into["latencies"] += part["latencies"]
+    into["errors"] += part["errors"]
+    into["unique_accepted"] += part["unique_accepted"]
+    for status, count in part["statuses"].items():
+        into["statuses"][status] = into["statuses"].get(status, 0) + count
 
 
 def summarize(name: str, results: dict, seconds: float) -> dict:
@@ -321,6 +339,10 @@ def main() -> None:
         extra = ["--reuse-port"] if args.reuse_port else []
         web, port = start_gunicorn("wsgi:app", env, extra)
         processes.append(web)
+        yardstick, yardstick_port = start_gunicorn(
+            "hmac_only:app", env, [*extra, "--pythonpath", str(ROOT / "bench")]
+        )
+        processes.append(yardstick)
 
         def start_consumers():
             for number in range(args.consumers):
@@ -335,17 +357,26 @@ def main() -> None:
         if args.ingest == "during":
             start_consumers()
         print(
-            f"ours: gunicorn.conf.py with {args.web_concurrency} workers, "
+            f"gunicorn.conf.py with {args.web_concurrency} workers for both; "
             f"{args.consumers} ingest consumers {args.ingest} the load; "
-            f"{args.concurrency} senders in "
-            f"{args.load_processes} processes for {args.seconds:.0f} s, "
+            f"{args.concurrency} senders in {args.load_processes} processes, "
+            f"{args.seconds:.0f} s per server in {args.rounds} alternating rounds, "
             f"{args.redeliveries:.0%} redeliveries",
             flush=True,
         )
-        ours_results = send_load(port, args)
+        ours_results = empty_results()
+        hmac_results = empty_results()
+        for _ in range(args.rounds):
+            merge(ours_results, send_load(port, args, args.seconds / args.rounds))
+            merge(
+                hmac_results,
+                send_load(yardstick_port, args, args.seconds / args.rounds),
+            )
         ours = summarize("ours", ours_results, args.seconds)
-        stop(web)
-        processes.remove(web)
+        hmac_only = summarize("HMAC-only", hmac_results, args.seconds)
+        for process in (web, yardstick):
+            stop(process)
+            processes.remove(process)
         if args.ingest == "after":
             start_consumers()
 
@@ -372,15 +403,6 @@ def main() -> None:
             f"{client.xlen(dead_letter_stream(stream))}",
             flush=True,
         )
-        for process in processes:
-            stop(process)
-        processes.clear()
-
-        yardstick, port = start_gunicorn(
-            "hmac_only:app", env, [*extra, "--pythonpath", str(ROOT / "bench")]
-        )
-        processes.append(yardstick)
-        hmac_only = summarize("HMAC-only", send_load(port, args), args.seconds)
         print("command: " + shlex.join([sys.executable, *sys.argv]))
         print(
             f"ratio {ours['rate'] / hmac_only['rate']:.2f} "

@@ -11,6 +11,8 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from app.events import parse_timestamp
 from webhooks.signature import verify_signature
 
@@ -39,6 +41,11 @@ MAX_MESSAGE_ID = 100
 # Twitch's bodies nest about six levels; far deeper ones only exhaust the
 # recursion of the JSON encoder when the row is stored.
 MAX_DEPTH = 32
+
+# A run of digits orjson could not hold as a 64-bit integer, found by
+# turning every digit into 0 (bytes.translate is far faster than a regex).
+DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+LONG_NUMBER = b"0" * 19
 
 VERIFICATION = "webhook_callback_verification"
 NOTIFICATION = "notification"
@@ -127,7 +134,7 @@ def read_retry(value: str) -> int:
 
 def read_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = parse_json(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise Refused(400, "body is not valid JSON") from e
 
@@ -147,6 +154,22 @@ def read_body(raw: bytes) -> dict[str, Any]:
     if b"\\u0000" in raw:
         body = replace_nul(body)
     return body
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse JSON with orjson, several times faster on the busiest path.
+
+    orjson reads integers past 64 bits as floats, so a body with a run of 19
+    or more digits anywhere goes to the standard library, as does whatever
+    orjson refuses (NaN, very deep nesting): what is accepted, and how it
+    reads, does not change.
+    """
+    if LONG_NUMBER in raw.translate(DIGITS_AS_ZERO):
+        return json.loads(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 def depth_of(value: Any) -> int:
