@@ -209,7 +209,17 @@ class Consumer:
         self.next_claim = 0.0
 
     def run(self) -> None:
-        ensure_group(self.redis, self.settings.stream)
+        while not self.stop.is_set():
+            try:
+                ensure_group(self.redis, self.settings.stream)
+                break
+            except redis.ConnectionError as e:
+                logger.error(
+                    "Ingest consumer %s: Redis unavailable (%s); retrying",
+                    self.name,
+                    type(e).__name__,
+                )
+                self.stop.wait(1.0)
         logger.info(
             "Ingest consumer %s: reading %s (batches of up to %s, %s ms wait)",
             self.name,
@@ -218,11 +228,11 @@ class Consumer:
             self.settings.batch_wait_ms,
         )
         # Entries this name read before a restart come first.
-        backlog = self.own_pending()
+        first = True
         while not self.stop.is_set():
             try:
-                batch = backlog or self.next_batch()
-                backlog = []
+                batch = self.own_pending() if first else self.next_batch()
+                first = False
                 if batch:
                     self.handle(batch)
             except redis.RedisError as e:

@@ -144,6 +144,12 @@ def main() -> None:
         print(f"Filling {stream} with {args.events} notifications ...", flush=True)
         unique = fill(client, stream, args)
         print(f"{args.events} buffered, {unique} unique message ids", flush=True)
+        memory = client.memory_usage(stream, samples=0)
+        print(
+            f"Redis holds the buffer in {memory / 2**20:,.1f} MiB: "
+            f"{memory / args.events:,.0f} bytes per buffered notification",
+            flush=True,
+        )
 
         env = dict(
             os.environ,
