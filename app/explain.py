@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+import redis
 import sqlalchemy as sa
 
 from app.events import format_timestamp
@@ -57,7 +58,13 @@ def explain(message_id: str, as_json: bool) -> None:
 
         client = current_app.extensions.get("redis")
         stream = current_app.config["INGEST_STREAM"]
-        facts = gather(session, client, stream, message_id)
+        try:
+            facts = gather(session, client, stream, message_id)
+        except redis.RedisError as e:
+            raise click.ClickException(
+                f"Redis unavailable ({type(e).__name__}); explain reads its "
+                "delivery records there"
+            ) from e
 
     if as_json:
         click.echo(json.dumps(facts, indent=2))

@@ -88,6 +88,22 @@ def check_entry_id(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
     return values
 
 
+def redis_errors_are_clean(command):
+    """Turn a Redis outage into a one-line error instead of a traceback."""
+    import functools
+
+    import redis
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except redis.RedisError as e:
+            raise click.ClickException(f"Redis unavailable ({type(e).__name__})") from e
+
+    return wrapper
+
+
 @click.command("dead-letters")
 @click.option(
     "--limit",
@@ -107,6 +123,7 @@ def check_entry_id(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--replay-all", is_flag=True, help="Put every dead letter back on the stream."
 )
+@redis_errors_are_clean
 def dead_letters(limit: int, replay_ids: tuple[str, ...], replay_all: bool) -> None:
     """List notifications ingest could not store, and why; or replay them."""
     from app.ingest import dead_letter_stream
