@@ -6,6 +6,7 @@ of its own) and both databases.
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -331,3 +332,40 @@ def test_buffered_path_refuses_as_the_view_does(database_url, stream, redis_clie
     assert post(body).status_code == 204
     assert redis_client.xlen(stream) == 1
     app.extensions["db"].engine.dispose()
+
+
+@pytest.mark.postgres
+def test_metrics_add_up_the_processes_of_a_host(postgres_url, stream, tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR, /metrics counts every process's webhooks.
+
+    prometheus_client picks its storage when imported, so each "worker" is
+    a process of its own here, as under gunicorn.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+from conftest import make_test_app, post_sample
+app = make_test_app(sys.argv[2], REDIS_URL=sys.argv[3], INGEST_STREAM=sys.argv[4])
+client = app.test_client()
+assert post_sample(client, "channel.follow.v2").status_code == 204
+if sys.argv[5] == "scrape":
+    sys.stdout.write(client.get("/metrics").get_data(as_text=True))
+"""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    for role in ("post", "post", "scrape"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, root, postgres_url, TEST_REDIS_URL]
+            + [stream, role],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    assert 'streamfeed_webhooks_total{outcome="accepted"} 3.0' in done.stdout
+    assert "streamfeed_stream_backlog 3.0" in done.stdout
