@@ -67,6 +67,8 @@ DEAD_SUFFIX = ":dead"
 MAX_BACKOFF_SECONDS = 5.0
 # How long one XREADGROUP blocks while the stream is empty.
 IDLE_BLOCK_MS = 1000
+# A consumer holding nothing and idle this long is removed from the group.
+FORGET_AFTER_MS = 3_600_000
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -275,6 +277,7 @@ class Consumer:
         if self.claim_cursor == "0-0":
             # A full pass found nothing more: look again in a while.
             self.next_claim = time.monotonic() + settings.claim_idle_ms / 4000
+            self.forget_idle_consumers()
         if deleted:
             self.redis.xack(settings.stream, GROUP, *deleted)
         entries = entries_of(raw)
@@ -286,6 +289,25 @@ class Consumer:
                 len(entries),
             )
         return self.drop_poisonous(entries)
+
+    def forget_idle_consumers(self) -> None:
+        """Remove consumers that hold nothing and have been gone an hour.
+
+        Each process joins under its own name, so without this the group
+        would list every consumer that ever ran.
+        """
+        for consumer in self.redis.xinfo_consumers(self.settings.stream, GROUP):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if (
+                name != self.name
+                and not consumer["pending"]
+                and consumer["idle"] > FORGET_AFTER_MS
+            ):
+                self.redis.xgroup_delconsumer(self.settings.stream, GROUP, name)
+                logger.info(
+                    "Ingest consumer %s: forgot idle consumer %s", self.name, name
+                )
 
     def drop_poisonous(self, entries: list[Entry]) -> list[Entry]:
         """Dead-letter entries whose consumers died too often holding them."""

@@ -148,7 +148,7 @@ fresh AS (
 ),
 inserted AS (
     INSERT INTO events ({_names}, stored_at)
-    SELECT {_names}, now() FROM (
+    SELECT {_names}, clock_timestamp() FROM (
         SELECT batch.* FROM batch JOIN fresh USING (message_id) ORDER BY position
     ) AS new_rows
     RETURNING id, message_id, streamer_name, event_type, occurred_at, stored_at

@@ -369,3 +369,44 @@ if sys.argv[5] == "scrape":
         assert done.returncode == 0, done.stderr
     assert 'streamfeed_webhooks_total{outcome="accepted"} 3.0' in done.stdout
     assert "streamfeed_stream_backlog 3.0" in done.stdout
+
+
+def test_two_consumers_at_once_store_each_message_once(
+    buffered_app, stream, redis_client
+):
+    from datetime import UTC
+    from datetime import datetime
+
+    from app.ingest import buffer_notification
+    from app.ingest import ensure_group
+
+    body = compact(load_sample("channel.follow.v2"))
+    ids = [f"two-{uuid.uuid4()}" for _ in range(600)]
+    now = datetime.now(UTC)
+    for message_id in ids + ids[::7]:  # some delivered twice
+        buffer_notification(
+            redis_client, stream, message_id, "2026-12-04T00:00:00Z", body, now
+        )
+    ensure_group(redis_client, stream)
+
+    consumers = [
+        make_consumer(buffered_app, stream, name=f"c{i}", batch_size=50)
+        for i in range(2)
+    ]
+    threads = [threading.Thread(target=c.run) for c in consumers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while redis_client.xlen(stream) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for consumer in consumers:
+        consumer.stop.set()
+    for thread in threads:
+        thread.join(10)
+
+    events = stored(buffered_app)
+    assert sorted(e.message_id for e in events) == sorted(ids)
+    with buffered_app.app_context():
+        from app.extensions import db
+
+        assert find_rollup_differences(db.session).rows == []
