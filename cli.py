@@ -124,12 +124,26 @@ def app_context() -> Iterator[so.Session]:
 
 
 def register_commands() -> None:
+    from app.explain import explain
+    from app.ingest_commands import dead_letters
+    from app.ingest_commands import ingest
+    from app.ingest_commands import partitions
     from app.report_commands import check_rollups
     from app.report_commands import report
     from app.simulator.commands import simulate
     from app.simulator.commands import trigger
 
-    for command in (trigger, simulate, report, check_rollups):
+    commands = (
+        trigger,
+        simulate,
+        report,
+        check_rollups,
+        ingest,
+        dead_letters,
+        partitions,
+        explain,
+    )
+    for command in commands:
         cli.add_command(command)
 
 

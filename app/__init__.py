@@ -12,6 +12,7 @@ from app import auth
 from app import errors
 from app import sessions
 from app import twitch
+from app.cache import make_redis
 from app.config import finish_config
 from app.config import load_config
 from app.extensions import cache
@@ -49,6 +50,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     configure_logging(settings["LOG_LEVEL"])
     db.init_app(app)
+    if settings["REDIS_URL"]:
+        app.extensions["redis"] = make_redis(settings["REDIS_URL"])
     cache.init_app(app)
     sessions.init_app(app)
     csrf.init_app(app)
@@ -58,12 +61,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     register_blueprints(app)
     app.after_request(add_security_headers)
+    if settings["REDIS_URL"]:
+        from webhooks.fastpath import BufferedNotifications
+
+        app.wsgi_app = BufferedNotifications(app, app.wsgi_app)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
     from app import api
     from app import live
+    from app import ops
     from app import pages
     from app import stats
     from webhooks import views as webhooks
@@ -71,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     # Twitch signs its webhooks; a CSRF token has no place there.
     csrf.exempt(webhooks.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(ops.bp)
     app.register_blueprint(auth.bp, url_prefix="/auth")
     app.register_blueprint(stats.bp, url_prefix="/stats")
     app.register_blueprint(live.bp)

@@ -81,6 +81,22 @@ def parse_rate(value: str) -> float:
     return number
 
 
+def parse_stream_key(value: str) -> str:
+    """Read a Redis key name: printable ASCII without spaces, at most 200."""
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError(f"must be printable ASCII without spaces, got {value!r}")
+    if len(value) > 200:
+        raise ValueError("must be at most 200 characters")
+    return value
+
+
+def parse_directory(value: str) -> str:
+    """Read the path of an existing directory."""
+    if not Path(value).is_dir():
+        raise ValueError(f"must name an existing directory, got {value!r}")
+    return value
+
+
 def parse_log_level(value: str) -> str:
     """Read one of the standard logging level names."""
     level = value.strip().upper()
@@ -177,6 +193,55 @@ SETTINGS = (
         None,
         "Redis URL (redis:// or rediss://). Set: sessions and caches live in "
         "Redis. Unset: files and memory under instance/.",
+    ),
+    Setting(
+        "INGEST_STREAM",
+        parse_stream_key,
+        "streamfeed:ingest",
+        "Redis stream that buffers verified notifications for `cli.py "
+        "ingest` (with REDIS_URL); dead letters go to this name + ':dead'.",
+    ),
+    Setting(
+        "INGEST_BATCH_SIZE",
+        parse_positive_int,
+        1000,
+        "Most notifications an ingest consumer stores in one transaction.",
+    ),
+    Setting(
+        "INGEST_BATCH_WAIT_MS",
+        parse_positive_int,
+        20,
+        "How long an ingest consumer waits for a batch to fill once its "
+        "first notification arrived, in milliseconds.",
+    ),
+    Setting(
+        "INGEST_CLAIM_IDLE_MS",
+        parse_positive_int,
+        30_000,
+        "A notification read but not acknowledged for this long (its "
+        "consumer died) is claimed by another consumer, in milliseconds.",
+    ),
+    Setting(
+        "INGEST_MAX_TRIES",
+        parse_positive_int,
+        3,
+        "Tries to store a notification before it goes to the dead-letter "
+        "stream with the reason.",
+    ),
+    Setting(
+        "INGEST_METRICS_PORT",
+        parse_positive_int,
+        None,
+        "When set, each `cli.py ingest` process serves its own Prometheus "
+        "metrics on this port (batch sizes, lag, stored, dead letters).",
+    ),
+    Setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        parse_directory,
+        None,
+        "Directory where the web processes of one host share their "
+        "Prometheus counters (prometheus_client's multiprocess mode); set it "
+        "when gunicorn runs more than one worker.",
     ),
     Setting(
         "TRUSTED_PROXIES",

@@ -41,6 +41,9 @@ class Event(Base):
     received_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
     amount: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
     payload: so.Mapped[dict[str, Any]] = so.mapped_column(Document)
+    # When it was stored: after received_at by the time it waited in the
+    # ingest stream. Unset for events stored before revision 0005.
+    stored_at: so.Mapped[datetime | None] = so.mapped_column(sa.DateTime(timezone=True))
 
     __table_args__ = (
         sa.UniqueConstraint("message_id", name="uq_events_message_id"),

@@ -52,9 +52,18 @@ def init_app(app: Flask) -> None:
         )
 
     Session(app)
+    interface = app.session_interface
     # flask-session reads the Secure flag from configuration only; decide
     # it per request instead, so HTTPS gets it and local HTTP still works.
-    app.session_interface.get_cookie_secure = lambda _app: request.is_secure
+    interface.get_cookie_secure = lambda _app: request.is_secure
+    # Twitch's webhooks carry no cookie and need no session: skip making
+    # one (a fresh id per delivery) on the busiest path.
+    open_session = interface.open_session
+    interface.open_session = lambda app_, request_: (
+        interface.make_null_session(app_)
+        if request_.blueprint == "webhooks"
+        else open_session(app_, request_)
+    )
 
     proxies = config["TRUSTED_PROXIES"]
     if proxies:

@@ -29,6 +29,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "app" / "simulator" / "sample
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# Tests that use Redis use this database number, never FLUSHALL it.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = ("events", "event_counts", "subscriptions", "twitch_tokens", "users")
 SESSION_FILES = Path(tempfile.mkdtemp(prefix="streamfeed-test-sessions-"))
 
@@ -80,9 +82,9 @@ def empty_tables(app) -> None:
     engine = app.extensions["db"].engine
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(
-                sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
-            )
+            # Postgres keeps the stored message ids in a table of their own.
+            tables = ", ".join((*TABLES, "event_message_ids"))
+            connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
         else:
             for table in TABLES:
                 connection.execute(sa.text(f"DELETE FROM {table}"))

@@ -450,21 +450,20 @@ def test_a_batch_whose_ids_would_not_fit_gets_400_not_500(client, app):
 
 def test_a_database_error_does_not_quote_the_stored_body(app):
     """The error's text is what the log shows; it held the payload verbatim."""
-    now = datetime.now(UTC)
     row = {
-        "message_id": "twice",
-        "event_type": "channel.follow",
-        "event_version": "2",
-        "occurred_at": now,
-        "received_at": now,
-        "payload": {"message": "a-viewer-wrote-this"},
+        "id": "twice",
+        "type": "channel.follow",
+        "version": "2",
+        "condition": {"note": "a-viewer-wrote-this"},
+        "status": "enabled",
+        "updated_at": datetime.now(UTC),
     }
     with app.app_context():
         from app.extensions import db
 
-        db.session.execute(sa.insert(Event).values(row))
+        db.session.execute(sa.insert(Subscription).values(row))
         with pytest.raises(sa.exc.IntegrityError) as caught:
-            db.session.execute(sa.insert(Event).values(row))
+            db.session.execute(sa.insert(Subscription).values(row))
         db.session.rollback()
     assert "a-viewer-wrote-this" not in str(caught.value)
 

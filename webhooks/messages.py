@@ -13,6 +13,8 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from app.events import parse_timestamp
 from webhooks.signature import verify_signature
 
@@ -46,19 +48,35 @@ MAX_DEPTH = 32
 # database can store (valid pairs are already joined by the parser).
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A run of digits orjson could not hold as a 64-bit integer, found by
+# turning every digit into 0 (bytes.translate is far faster than a regex).
+DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+LONG_NUMBER = b"0" * 19
 
 VERIFICATION = "webhook_callback_verification"
 NOTIFICATION = "notification"
 REVOCATION = "revocation"
 
 
-class Refused(Exception):
-    """A delivery we will not accept, with the status and reason to answer."""
+# Why a delivery was refused, as metrics and `cli.py explain` name it.
+BAD_SIGNATURE = "bad_signature"
+STALE = "stale"
+MISSING_HEADER = "missing_header"
+MALFORMED = "malformed"
+TOO_LARGE = "too_large"
 
-    def __init__(self, status: int, reason: str) -> None:
+
+class Refused(Exception):
+    """A delivery we will not accept, with the status and reason to answer.
+
+    ``kind`` sorts the reason into one of the few names above.
+    """
+
+    def __init__(self, status: int, reason: str, kind: str = MALFORMED) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -80,20 +98,20 @@ def read_message(
     """Check a delivery and return it parsed, or raise ``Refused``."""
     signature = headers.get(SIGNATURE, "").strip()
     if not signature:
-        raise Refused(403, f"missing {SIGNATURE} header")
+        raise Refused(403, f"missing {SIGNATURE} header", BAD_SIGNATURE)
 
     values = {}
     for name in REQUIRED_HEADERS:
         values[name] = headers.get(name, "").strip()
         if not values[name]:
-            raise Refused(400, f"missing or empty {name} header")
+            raise Refused(400, f"missing or empty {name} header", MISSING_HEADER)
     if len(values[MESSAGE_ID]) > MAX_MESSAGE_ID:
         raise Refused(400, f"{MESSAGE_ID} is longer than {MAX_MESSAGE_ID} characters")
 
     if not verify_signature(
         secrets, values[MESSAGE_ID], values[TIMESTAMP], raw, signature
     ):
-        raise Refused(403, "signature does not match")
+        raise Refused(403, "signature does not match", BAD_SIGNATURE)
 
     sent_at = read_sent_at(values[TIMESTAMP], now)
     retry = read_retry(values[RETRY])
@@ -109,9 +127,9 @@ def read_sent_at(timestamp: str, now: datetime) -> datetime:
         raise Refused(400, f"{TIMESTAMP} is not an RFC 3339 time") from e
 
     if now - sent_at > MAX_AGE:
-        raise Refused(400, "message is older than 10 minutes")
+        raise Refused(400, "message is older than 10 minutes", STALE)
     if sent_at - now > MAX_AGE:
-        raise Refused(400, "message is dated more than 10 minutes ahead")
+        raise Refused(400, "message is dated more than 10 minutes ahead", STALE)
     return sent_at
 
 
@@ -147,12 +165,7 @@ def refuse_constant(name: str) -> None:
 
 def read_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(
-            raw,
-            parse_int=whole_number,
-            parse_float=finite_float,
-            parse_constant=refuse_constant,
-        )
+        body = parse_json(raw)
     except OutOfRange as e:
         raise Refused(400, "body has a number out of range") from e
     except (ValueError, RecursionError) as e:
@@ -175,6 +188,28 @@ def read_body(raw: bytes) -> dict[str, Any]:
     if b"\\u0000" in raw or SURROGATE_ESCAPE.search(raw):
         body = replace_nul(body)
     return body
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse JSON with orjson, several times faster on the busiest path.
+
+    orjson reads integers past 64 bits as floats, so a body with a run of 19
+    or more digits anywhere goes to the standard library, as does whatever
+    orjson refuses (NaN, very deep nesting, lone surrogates); there the same
+    rules hold: numbers out of range raise ``OutOfRange``, NaN and Infinity
+    are not JSON.
+    """
+    if LONG_NUMBER not in raw.translate(DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(
+        raw,
+        parse_int=whole_number,
+        parse_float=finite_float,
+        parse_constant=refuse_constant,
+    )
 
 
 def depth_of(value: Any) -> int:

@@ -1,24 +1,39 @@
-"""POST /webhooks/eventsub: verify, then answer by message type."""
+"""POST /webhooks/eventsub: verify, then answer by message type.
+
+A verified notification is handed on in one of two ways. With REDIS_URL
+set (production) it is appended to the ingest stream and answered 204 at
+once; the database is not touched in the request, and when Redis cannot
+take it the answer is 503 so that Twitch delivers it again. Without Redis
+(embedded mode) it is stored in the request, as before. In production the
+notifications take ``webhooks.fastpath`` in front of Flask, which applies
+the same checks; this view answers them when it is not installed.
+"""
 
 import logging
 from datetime import UTC
 from datetime import datetime
 
+import redis
 from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import deliveries
+from app import metrics
 from app.events import build_rows
 from app.events import find_streamer
 from app.extensions import broker
 from app.extensions import db
+from app.ingest import buffer_notification
 from app.store import record_subscription
 from app.store import store_events
 from webhooks.messages import MESSAGE_ID
 from webhooks.messages import NOTIFICATION
 from webhooks.messages import REVOCATION
+from webhooks.messages import TIMESTAMP
+from webhooks.messages import TOO_LARGE
 from webhooks.messages import VERIFICATION
 from webhooks.messages import Message
 from webhooks.messages import Refused
@@ -41,14 +56,26 @@ def receive() -> Response:
     413 for a body over WEBHOOK_MAX_BYTES.
     """
     message_id = request.headers.get(MESSAGE_ID, "")[:100]
+    now = datetime.now(UTC)
     try:
-        message = read_message(
-            request.headers, read_raw_body(), secrets(), datetime.now(UTC)
-        )
-        return answer(message)
+        raw = read_raw_body()
+        message = read_message(request.headers, raw, secrets(), now)
+        return answer(message, raw, now)
     except Refused as e:
-        logger.warning("EventSub %s: refused (%s), %s", message_id, e.status, e.reason)
+        note_refusal(current_app.extensions.get("redis"), message_id, now, e)
         return Response(e.reason + "\n", e.status, mimetype="text/plain")
+
+
+def note_refusal(client, message_id: str, now: datetime, refused: Refused) -> None:
+    """Log and count a refusal, and note it for `cli.py explain` with Redis."""
+    logger.warning(
+        "EventSub %s: refused (%s), %s", message_id, refused.status, refused.reason
+    )
+    metrics.WEBHOOKS.labels(refused.kind).inc()
+    if client is not None:
+        deliveries.record_refusal(
+            client, message_id, now, refused.kind, refused.reason, refused.status
+        )
 
 
 def read_raw_body() -> bytes:
@@ -56,12 +83,12 @@ def read_raw_body() -> bytes:
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge as e:
-        raise Refused(413, f"body is larger than {limit} bytes") from e
+        raise Refused(413, f"body is larger than {limit} bytes", TOO_LARGE) from e
     # Without Content-Length (chunked), Werkzeug stops reading at the limit
     # and hands back the truncated body; look for one byte more.
     if request.content_length is None and len(raw) >= limit:
         if request.environ["wsgi.input"].read(1):
-            raise Refused(413, f"body is larger than {limit} bytes")
+            raise Refused(413, f"body is larger than {limit} bytes", TOO_LARGE)
     return raw
 
 
@@ -69,16 +96,53 @@ def secrets() -> tuple[str, ...]:
     return (current_app.config["EVENTSUB_SECRET"],)
 
 
-def answer(message: Message) -> Response:
+def answer(message: Message, raw: bytes, now: datetime) -> Response:
     if message.type == VERIFICATION:
+        metrics.WEBHOOKS.labels("challenge").inc()
         return answer_challenge(message)
     if message.type == NOTIFICATION:
+        check_notification(message.body)
+        client = current_app.extensions.get("redis")
+        if client is not None:
+            return buffer(client, message, raw, now)
         return accept_notification(message)
     if message.type == REVOCATION:
+        metrics.WEBHOOKS.labels("revocation").inc()
         return accept_revocation(message)
 
     # Twitch retries anything but 2xx; a type we do not know is not an error.
     logger.warning("EventSub %s: unknown message type, ignored", message.id)
+    metrics.WEBHOOKS.labels("unknown_type").inc()
+    return Response(status=204)
+
+
+def buffer(client: redis.Redis, message: Message, raw: bytes, now) -> Response:
+    """Append the notification to the ingest stream; 503 if Redis cannot.
+
+    The raw body is kept as Twitch sent it; ingest reads it again.
+    """
+    try:
+        buffer_notification(
+            client,
+            current_app.config["INGEST_STREAM"],
+            message.id,
+            request.headers[TIMESTAMP].strip(),
+            raw,
+            now,
+        )
+    except redis.RedisError as e:
+        logger.error(
+            "EventSub %s: not buffered, Redis unavailable (%s); answered 503 "
+            "so that Twitch delivers it again",
+            message.id,
+            type(e).__name__,
+        )
+        metrics.WEBHOOKS.labels("unavailable").inc()
+        return Response(
+            "event buffer unavailable, retry later\n", 503, mimetype="text/plain"
+        )
+    metrics.WEBHOOKS.labels("accepted").inc()
+    logger.debug("EventSub %s: buffered", message.id)
     return Response(status=204)
 
 
@@ -93,7 +157,6 @@ def answer_challenge(message: Message) -> Response:
 
 def accept_notification(message: Message) -> Response:
     """Store the event unless its message id is already stored."""
-    check_notification(message.body)
     rows = build_rows(message.id, message.body, message.sent_at, datetime.now(UTC))
     session = db.session
     new_events = store_events(session, rows)
@@ -101,8 +164,10 @@ def accept_notification(message: Message) -> Response:
 
     broker.announce({e.streamer_name for e in new_events if e.streamer_name})
     if new_events:
+        metrics.WEBHOOKS.labels("accepted").inc()
         logger.info("EventSub %s: stored %s", message.id, rows[0]["event_type"])
     else:
+        metrics.WEBHOOKS.labels("duplicate").inc()
         logger.info("EventSub %s: duplicate message, skipped", message.id)
     return Response(status=204)
 

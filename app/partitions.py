@@ -1,0 +1,110 @@
+"""Monthly partitions of ``events`` on Postgres, created ahead of need.
+
+``events`` is partitioned by month of ``received_at``. ``ensure_partitions``
+creates the partitions of this month and the next ``months_ahead`` ones; it
+runs when ``cli.py ingest`` starts and as ``cli.py partitions`` (schedule it
+daily, or run it as a release step). A row whose month has no partition yet
+lands in ``events_default`` and is never refused; creating that month's
+partition later moves such rows into it. SQLite keeps one plain table.
+"""
+
+import logging
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+
+import sqlalchemy as sa
+
+logger = logging.getLogger(__name__)
+
+# Serializes partition changes between processes that start together.
+PARTITION_LOCK = 0x70_61_72_74_69_74_69_6F  # "partitio"
+
+
+def month_starts(first: date, count: int) -> list[date]:
+    """``count`` first days of months, from the month of ``first`` on."""
+    months = []
+    year, month = first.year, first.month
+    for _ in range(count):
+        months.append(date(year, month, 1))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def partition_name(month: date) -> str:
+    return f"events_y{month.year:04d}m{month.month:02d}"
+
+
+def ensure_partitions(
+    engine: sa.Engine, months_ahead: int = 3, now: datetime | None = None
+) -> list[str]:
+    """Create missing monthly partitions; return the names created."""
+    if engine.dialect.name != "postgresql":
+        return []
+    today = (now or datetime.now(UTC)).date()
+    wanted = month_starts(today, months_ahead + 1)
+    created = []
+    with engine.begin() as connection:
+        if not is_partitioned(connection):
+            return []
+        existing = set(
+            connection.scalars(
+                sa.text(
+                    "SELECT c.relname FROM pg_inherits i "
+                    "JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent "
+                    "WHERE p.relname = 'events' "
+                    "AND p.relnamespace = to_regnamespace(current_schema())"
+                )
+            )
+        )
+        missing = [m for m in wanted if partition_name(m) not in existing]
+        if not missing:
+            return []
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK}
+        )
+        for month in missing:
+            if create_partition(connection, month):
+                created.append(partition_name(month))
+    return created
+
+
+def is_partitioned(connection) -> bool:
+    return bool(
+        connection.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_partitioned_table t "
+                "JOIN pg_class c ON c.oid = t.partrelid "
+                "WHERE c.relname = 'events' "
+                "AND c.relnamespace = to_regnamespace(current_schema())"
+            )
+        )
+    )
+
+
+def create_partition(connection, month: date) -> bool:
+    """Create one month's partition, moving its rows out of the default."""
+    name = partition_name(month)
+    if connection.scalar(sa.text("SELECT to_regclass(:name)"), {"name": name}):
+        return False
+    end = month_starts(month, 2)[1]
+    bounds = {"start": month.isoformat(), "end": end.isoformat()}
+    connection.execute(sa.text(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)"))
+    connection.execute(
+        sa.text(
+            f"WITH moved AS (DELETE FROM events_default WHERE received_at >= "
+            f"CAST(:start AS timestamptz) AND received_at < "
+            f"CAST(:end AS timestamptz) RETURNING *) "
+            f"INSERT INTO {name} SELECT * FROM moved"
+        ),
+        bounds,
+    )
+    connection.execute(
+        sa.text(
+            f"ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM "
+            f"('{bounds['start']}') TO ('{bounds['end']}')"
+        )
+    )
+    logger.info("Partition %s created", name)
+    return True

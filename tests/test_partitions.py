@@ -1,0 +1,122 @@
+"""Postgres storage: monthly partitions, ids kept apart, cursor order.
+
+These run on Postgres only; SQLite keeps one plain events table.
+"""
+
+import threading
+import time
+from datetime import UTC
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.events import build_rows
+from app.partitions import ensure_partitions
+from app.store import store_events
+from conftest import load_sample
+from conftest import make_test_app
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def engine(postgres_url):
+    app = make_test_app(postgres_url)
+    engine = app.extensions["db"].engine
+    yield engine
+    with engine.begin() as connection:
+        # Partitions made for far-off months here would outlive the test.
+        for (name,) in connection.execute(
+            sa.text(
+                "SELECT relname FROM pg_class WHERE relname ~ '^events_y20(3|4)' "
+                "AND relkind = 'r' "
+                "AND relnamespace = to_regnamespace(current_schema())"
+            )
+        ):
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+    engine.dispose()
+
+
+def rows_at(message_id: str, moment: datetime) -> list[dict]:
+    body = load_sample("channel.follow.v2")
+    return build_rows(message_id, body, moment, moment)
+
+
+def store(engine, rows) -> list:
+    with so.Session(engine, expire_on_commit=False) as session:
+        events = store_events(session, rows)
+        session.commit()
+    return events
+
+
+def partition_of(engine, message_id: str) -> str:
+    with engine.connect() as connection:
+        return connection.scalar(
+            sa.text(
+                "SELECT tableoid::regclass::text FROM events WHERE message_id = :m"
+            ),
+            {"m": message_id},
+        )
+
+
+def test_rows_land_in_their_month_and_a_late_partition_takes_its_rows(engine):
+    now = datetime.now(UTC)
+    store(engine, rows_at("this-month", now))
+    assert partition_of(engine, "this-month") == f"events_y{now:%Y}m{now:%m}"
+
+    far = datetime(2031, 5, 10, tzinfo=UTC)
+    store(engine, rows_at("far-off", far))
+    assert partition_of(engine, "far-off") == "events_default"
+
+    created = ensure_partitions(engine, months_ahead=1, now=far)
+    assert created == ["events_y2031m05", "events_y2031m06"]
+    assert partition_of(engine, "far-off") == "events_y2031m05"
+    assert ensure_partitions(engine, months_ahead=1, now=far) == []
+
+
+def test_a_redelivery_in_another_month_is_still_stored_once(engine):
+    store(engine, rows_at("once", datetime.now(UTC)))
+    assert store(engine, rows_at("once", datetime(2031, 5, 10, tzinfo=UTC))) == []
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM events")) == 1
+
+
+def test_only_the_indexes_the_feed_and_reports_need(engine):
+    with engine.connect() as connection:
+        indexes = set(
+            connection.scalars(
+                sa.text(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'events' "
+                    "AND schemaname = current_schema()"
+                )
+            )
+        )
+    assert indexes == {"events_pkey", "ix_events_streamer_name_id"}
+
+
+def test_cursor_order_is_commit_order(engine):
+    """A second writer waits for the first to commit, so its ids are higher."""
+    first = so.Session(engine, expire_on_commit=False)
+    first_events = store_events(first, rows_at("first", datetime.now(UTC)))
+    second_events: list = []
+    finished = threading.Event()
+
+    def second_writer():
+        with so.Session(engine, expire_on_commit=False) as session:
+            second_events.extend(
+                store_events(session, rows_at("second", datetime.now(UTC)))
+            )
+            session.commit()
+        finished.set()
+
+    thread = threading.Thread(target=second_writer)
+    thread.start()
+    time.sleep(0.5)
+    assert not finished.is_set(), "the second writer did not wait"
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert finished.is_set()
+    assert second_events[0].id > first_events[0].id
