@@ -14,6 +14,7 @@ from app import sessions
 from app import twitch
 from app.config import finish_config
 from app.config import load_config
+from app.extensions import broker
 from app.extensions import cache
 from app.extensions import csrf
 from app.extensions import db
@@ -55,6 +56,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     twitch.init_app(app)
     auth.init_app(app)
     sock.init_app(app)
+    broker.init_app(app)
     errors.init_app(app)
     register_blueprints(app)
     app.after_request(add_security_headers)
