@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ import redis
 from flask import Flask
 from flask import current_app
 from prometheus_client import Gauge
+from wsproto.frame_protocol import FrameProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ PUSHED_SECONDS = 7 * 24 * 3600
 SUBSCRIBE_SECONDS = 5.0
 # Embedded mode re-reads this often for events stored by another process.
 POLL_SECONDS = 1.0
+# A page told to resync that has not even taken the message after this many
+# seconds has stopped reading: its socket is shut so its websocket ends.
+ABANDON_SECONDS = 30.0
 
 WEBSOCKET_CLIENTS = Gauge(
     "streamfeed_websocket_clients",
@@ -76,17 +81,27 @@ def pushed_key(message_id: str) -> str:
     return PUSHED_PREFIX + message_id
 
 
+def wire_frame(text: str) -> bytes:
+    """A whole server-to-page websocket text frame (unmasked, uncompressed)."""
+    return bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
+
+
 class RelayUnavailable(RuntimeError):
     """The relay cannot follow a streamer now (Redis down or too slow)."""
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One published message: its text as received, and its events parsed."""
+    """One published message: its text as received, and its events parsed.
+
+    ``wire`` is the whole websocket frame (unmasked, uncompressed text),
+    built once here and written as is to every page that needs all of it.
+    """
 
     text: str
     events: list[dict[str, Any]]
     cursors: list[int]
+    wire: bytes
 
     @classmethod
     def parse(cls, text: str) -> "Frame":
@@ -98,7 +113,7 @@ class Frame:
         if not isinstance(events, list):
             raise ValueError("events is not a list")
         cursors = [int(event["cursor"]) for event in events]
-        return cls(text, events, cursors)
+        return cls(text, events, cursors, wire_frame(text))
 
     def message_ids(self) -> list[str]:
         return [str(e.get("message_id")) for e in self.events if e.get("message_id")]
@@ -106,42 +121,65 @@ class Frame:
 
 @dataclass(eq=False)
 class Feed:
-    """One websocket's place in the relay: a bounded queue, never blocking."""
+    """One websocket's place in the relay: a bounded queue, never blocking.
+
+    Producers (the relay, ``announce``) serialize on ``lock``; the one
+    consumer, the websocket, pops without it and sleeps on ``ready``, an
+    event being about half the cost of a condition variable to wake.
+    """
 
     streamer: str
     limit: int
     items: collections.deque = field(default_factory=collections.deque)
-    condition: threading.Condition = field(default_factory=threading.Condition)
+    ready: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     overflowed: bool = False
+    overflowed_at: float = 0.0
+    # Set by the websocket: ends it when the page stopped reading.
+    abandon: Callable[[], None] | None = None
 
     def offer(self, item: Any) -> bool:
         """Queue a frame or signal; False when the feed is too far behind."""
-        with self.condition:
+        with self.lock:
             if self.overflowed:
                 return False
             if item is CATCH_UP and CATCH_UP in self.items:
                 return True
             if len(self.items) >= self.limit:
                 self.overflowed = True
+                self.overflowed_at = time.monotonic()
                 self.items.clear()
                 self.items.append(RESYNC)
-                self.condition.notify()
+                self.ready.set()
                 return False
             self.items.append(item)
-            self.condition.notify()
-            return True
+        self.ready.set()
+        return True
 
-    def take(self, timeout: float) -> Any:
-        """The next item, or None after ``timeout`` seconds or a ``wake``."""
-        with self.condition:
-            if not self.items:
-                self.condition.wait(timeout)
-            return self.items.popleft() if self.items else None
+    def take(self, timeout: float) -> list[Any]:
+        """Everything queued, oldest first; empty after ``timeout`` or a ``wake``."""
+        if not self.items:
+            self.ready.wait(timeout)
+        self.ready.clear()
+        taken = []
+        while self.items:
+            try:
+                taken.append(self.items.popleft())
+            except IndexError:
+                break
+        return taken
 
     def wake(self) -> None:
         """Return from ``take`` now, e.g. because the page went away."""
-        with self.condition:
-            self.condition.notify()
+        self.ready.set()
+
+    def stuck(self, now: float) -> bool:
+        """Told to resync long ago, and the message is still queued."""
+        return (
+            self.overflowed
+            and now - self.overflowed_at > ABANDON_SECONDS
+            and RESYNC in self.items
+        )
 
 
 class LocalRelay:
@@ -193,6 +231,20 @@ class LocalRelay:
 
     def stop(self) -> None:
         """Nothing runs in the background without Redis."""
+
+    def abandon_stuck(self) -> None:
+        """End the websockets of pages that stopped reading altogether."""
+        now = time.monotonic()
+        with self._lock:
+            feeds = [f for group in self._feeds.values() for f in group]
+        for feed in feeds:
+            if feed.stuck(now) and feed.abandon is not None:
+                logger.warning("Feed %s: page stopped reading, closing", feed.streamer)
+                abandon, feed.abandon = feed.abandon, None
+                try:
+                    abandon()
+                except OSError:
+                    pass
 
 
 @dataclass
@@ -281,7 +333,11 @@ class RedisRelay(LocalRelay):
         self.redis.close()
 
     def _listen(self) -> None:
+        checked = time.monotonic()
         while not self._stopped.is_set():
+            if time.monotonic() - checked > 1.0:
+                self.abandon_stuck()
+                checked = time.monotonic()
             try:
                 message = self._pubsub.get_message(timeout=1.0)
             except (redis.RedisError, OSError) as e:

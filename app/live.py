@@ -18,6 +18,7 @@ whichever comes second is filtered out.
 
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -32,6 +33,7 @@ from app.fanout import CATCH_UP
 from app.fanout import RESYNC
 from app.fanout import Frame
 from app.fanout import RelayUnavailable
+from app.fanout import wire_frame
 from app.logins import normalize_login
 from app.store import event_to_json
 from app.store import list_events
@@ -82,6 +84,8 @@ class WholeSends:
             self._sock.sendall(data)
         return len(data)
 
+    sendall = send
+
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
 
@@ -106,7 +110,7 @@ def feed(ws, login: str) -> None:
     except ConnectionClosed:
         logger.debug("Feed %s: closed by the page", streamer_name)
     except OSError as e:
-        logger.warning("Feed %s: relay lost Redis (%s)", streamer_name, e)
+        logger.debug("Feed %s: connection lost (%s)", streamer_name, e)
 
 
 def read_cursor(raw: str | None) -> int | None:
@@ -165,6 +169,7 @@ class WakingEvent:
 def relay(ws, subscription, after: int | None) -> None:
     streamer_name = subscription.streamer
     ws.event = WakingEvent(ws.event, subscription)
+    subscription.abandon = lambda: ws.sock.shutdown(socket.SHUT_RDWR)
     sent = Sent(after or 0)
     # The page takes the first frame as proof that the feed works, so the
     # first read always sends one, empty if there is nothing to show.
@@ -176,18 +181,16 @@ def relay(ws, subscription, after: int | None) -> None:
     poll = broker.relay.poll_seconds
     quiet_since = time.monotonic()
     while ws.connected:
-        item = subscription.take(poll or PING_SECONDS)
-        if item is RESYNC:
+        items = subscription.take(poll or PING_SECONDS)
+        if RESYNC in items:
             logger.info("Feed %s: fell behind, resync", streamer_name)
             ws.send(json.dumps({"kind": "resync", "after": str(sent.last)}))
             ws.close()
             return
-        if isinstance(item, Frame):
-            sent_any = send_frame(ws, item, sent)
-        elif item is CATCH_UP or poll:
-            sent_any = send_newer(ws, streamer_name, sent)
-        else:
-            sent_any = False
+        frames = [item for item in items if isinstance(item, Frame)]
+        sent_any = send_frames(ws, frames, sent)
+        if CATCH_UP in items or (poll and not items):
+            sent_any = send_newer(ws, streamer_name, sent) or sent_any
         if sent_any:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > PING_SECONDS:
@@ -231,15 +234,24 @@ def send_events(ws, events: list, sent: Sent) -> None:
         sent.add([e.id for e in events])
 
 
-def send_frame(ws, frame: Frame, sent: Sent) -> bool:
-    """Forward a relayed frame: as published, or only its unsent events."""
-    fresh = [sent.is_new(cursor) for cursor in frame.cursors]
-    if not any(fresh):
+def send_frames(ws, frames: list[Frame], sent: Sent) -> bool:
+    """Forward relayed frames in one write: as built, or only unsent events."""
+    chunks = []
+    for frame in frames:
+        fresh = [sent.is_new(cursor) for cursor in frame.cursors]
+        if all(fresh):
+            # The frame as the relay built it once for every page.
+            chunks.append(frame.wire)
+        elif any(fresh):
+            events = [e for e, new in zip(frame.events, fresh, strict=True) if new]
+            text = json.dumps({"kind": "events", "events": events})
+            chunks.append(wire_frame(text))
+        else:
+            continue
+        sent.add([c for c, new in zip(frame.cursors, fresh, strict=True) if new])
+    if not chunks:
         return False
-    if all(fresh):
-        ws.send(frame.text)
-    else:
-        events = [e for e, new in zip(frame.events, fresh, strict=True) if new]
-        ws.send(json.dumps({"kind": "events", "events": events}))
-    sent.add([c for c, new in zip(frame.cursors, fresh, strict=True) if new])
+    if not ws.connected:
+        raise ConnectionClosed(ws.close_reason, ws.close_message)
+    ws.sock.sendall(b"".join(chunks))
     return True

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 import websocket
 
+from app import fanout
 from app.events import build_rows
 from app.fanout import feed_channel
 from app.fanout import pushed_key
@@ -34,6 +35,8 @@ from app.store import event_to_json
 from app.store import store_events
 from conftest import SECRET
 from conftest import load_sample
+from conftest import make_test_app
+from conftest import serve
 
 pytestmark = pytest.mark.postgres
 
@@ -285,3 +288,100 @@ def test_reconnecting_with_after_misses_nothing_and_repeats_nothing(
     cursors = [e["cursor"] for e in seen]
     assert len(cursors) == len(set(cursors)), "an event was sent twice"
     assert cursors == [e["cursor"] for e in stored]
+
+
+@pytest.fixture
+def serve_app(sqlite_url):
+    """The app served in this process over HTTP, on SQLite, with a Redis relay."""
+    started = []
+
+    def start(redis_url: str = REDIS_URL, **overrides):
+        live, server = serve(
+            lambda url: make_test_app(sqlite_url, REDIS_URL=redis_url, **overrides)
+        )
+        started.append((live, server))
+        return live
+
+    yield start
+    for live, server in started:
+        server.shutdown()
+        live.app.extensions["fanout"].get().stop()
+        live.app.extensions["db"].engine.dispose()
+
+
+def connect_to(live, login: str, **options):
+    url = live.url.replace("http://", "ws://") + f"/ws/streamers/{login}"
+    return websocket.create_connection(url, timeout=10, **options)
+
+
+def test_a_page_that_stopped_reading_is_closed(
+    serve_app, publisher, streamer, monkeypatch
+):
+    monkeypatch.setattr(fanout, "ABANDON_SECONDS", 0.5)
+    live = serve_app(FEED_QUEUE=4)
+    small_buffer = ((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),)
+    stalled = connect_to(live, streamer, sockopt=small_buffer)
+    assert read_events(stalled) == []
+    engine = live.app.extensions["db"].engine
+    relay = live.app.extensions["fanout"].get()
+    assert len(relay.feeds_of(streamer)) == 1
+
+    for index in range(60):
+        store_and_publish(
+            engine, publisher, streamer, [f"{streamer}-{index}"], padding=64_000
+        )
+    deadline = time.monotonic() + 10
+    while relay.feeds_of(streamer) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert relay.feeds_of(streamer) == []
+    stalled.close()
+
+
+def test_after_redis_comes_back_feeds_catch_up(serve_app, tmp_path, streamer):
+    port = free_port()
+    own_redis = start_redis(port, tmp_path)
+    try:
+        live = serve_app(redis_url=f"redis://127.0.0.1:{port}/0")
+        ws = connect_to(live, streamer)
+        assert read_events(ws) == []
+        engine = live.app.extensions["db"].engine
+
+        own_redis.terminate()
+        own_redis.wait(timeout=10)
+        # Stored while Redis is down: the publish never happens.
+        with pytest.raises(redis.ConnectionError):
+            store_and_publish(
+                engine, redis.Redis(port=port), streamer, [f"{streamer}-missed"]
+            )
+        own_redis = start_redis(port, tmp_path)
+
+        ws.settimeout(15)
+        assert [e["message_id"] for e in read_events(ws)] == [f"{streamer}-missed"]
+        client = redis.Redis(port=port, decode_responses=True)
+        store_and_publish(engine, client, streamer, [f"{streamer}-after"])
+        assert [e["message_id"] for e in read_events(ws)] == [f"{streamer}-after"]
+        client.close()
+        ws.close()
+    finally:
+        own_redis.terminate()
+        own_redis.wait(timeout=10)
+
+
+def start_redis(port: int, directory: Path) -> subprocess.Popen:
+    """A throwaway Redis server of this test's own, on ``port``."""
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+        + ["--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            client.close()
+            return process
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
