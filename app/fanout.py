@@ -281,9 +281,12 @@ class RedisRelay(LocalRelay):
                 self._send(self._pubsub.subscribe, feed_channel(streamer))
             if not channel.ready.wait(SUBSCRIBE_SECONDS):
                 raise RelayUnavailable(f"Redis did not confirm {streamer}'s channel")
-        except (redis.RedisError, OSError, RelayUnavailable):
+        except RelayUnavailable:
             self._remove_feed(feed)
             raise
+        except (redis.RedisError, OSError) as e:
+            self._remove_feed(feed)
+            raise RelayUnavailable(f"Redis cannot be reached ({e})") from e
         WEBSOCKET_CLIENTS.inc()
         try:
             yield feed

@@ -26,6 +26,7 @@ import requests
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 import websocket
+from prometheus_client import REGISTRY
 
 from app import fanout
 from app.events import build_rows
@@ -385,3 +386,30 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def test_without_redis_a_page_is_told_to_come_back_later(serve_app, streamer):
+    live = serve_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    ws = connect_to(live, streamer)
+    opcode, data = ws.recv_data()
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1013
+
+
+def test_open_feeds_are_counted_for_metrics(serve_app, streamer):
+    live = serve_app()
+
+    def gauge() -> float:
+        return REGISTRY.get_sample_value("streamfeed_websocket_clients")
+
+    before = gauge()
+    pages = [connect_to(live, streamer) for _ in range(3)]
+    for ws in pages:
+        read_events(ws)
+    assert gauge() == before + 3
+    for ws in pages:
+        ws.close()
+    deadline = time.monotonic() + 5
+    while gauge() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gauge() == before
