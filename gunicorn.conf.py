@@ -1,21 +1,44 @@
 """gunicorn settings for `gunicorn wsgi:app` (the Procfile's web process).
 
-gunicorn reads this file from the working directory by default. Every open
-feed page holds a websocket, and flask-sock serves each one on a thread, so
-the worker class is gthread with many threads per worker.
+gunicorn reads this file from the working directory by default; a command
+line option (`-b 127.0.0.1:8000`, `-w 1`) overrides the value here.
+
+Every open feed page holds a websocket for hours. The worker class is
+gevent: each connection is a greenlet (a few tens of KB), not a thread, so
+one worker holds thousands of feeds while still answering webhooks and
+pages. What runs inside cooperates with it: gunicorn monkey-patches the
+standard library in each worker before loading the app, redis-py and
+simple-websocket (flask-sock) then use gevent's sockets and threads, and
+psycopg 3 (3.1.14 and later) notices the patching and waits on gevent too.
+The Redis relay of `app/fanout.py` is one greenlet per worker.
 
 - PORT: port to bind on all interfaces (default 5000), as Heroku-style
   platforms set it.
-- WEB_CONCURRENCY: worker processes (default 2).
-- WEB_THREADS: threads per worker, hence open feeds per worker (default 100).
+- WEB_CONCURRENCY: worker processes (default 2). With gevent one worker
+  uses about one core, so one per core; each has its own Redis pub/sub
+  connection and its own feeds.
+- WEB_CONNECTIONS: open connections per worker, feeds included (default
+  2000). Past it the worker stops accepting until one closes; raise the
+  file-descriptor limit (`ulimit -n`) above WEB_CONCURRENCY times this.
 """
 
 import os
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "100"))
-# Feeds stay open for hours; only a silent worker is restarted.
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
+# Every worker listens on its own socket bound to the same port, and the
+# kernel spreads new connections across them; with one shared socket the
+# worker that wakes first takes most of them.
+reuse_port = True
+# A worker whose loop is blocked this long (seconds) is killed and replaced.
+# Open feeds do not count: greenlets waiting on sockets leave the loop free.
 timeout = 30
+# On restart, workers get this long to finish requests; feeds are then cut
+# and the pages reconnect with their last cursor (to another worker).
 graceful_timeout = 10
+# Seconds an idle keep-alive HTTP connection stays open between requests.
+keepalive = 5
+# Access lines would cost more than most requests; errors still log.
+accesslog = None

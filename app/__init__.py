@@ -15,6 +15,7 @@ from app import twitch
 from app.cache import make_redis
 from app.config import finish_config
 from app.config import load_config
+from app.extensions import broker
 from app.extensions import cache
 from app.extensions import csrf
 from app.extensions import db
@@ -58,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     twitch.init_app(app)
     auth.init_app(app)
     sock.init_app(app)
+    broker.init_app(app)
     errors.init_app(app)
     register_blueprints(app)
     app.after_request(add_security_headers)

@@ -244,6 +244,13 @@ SETTINGS = (
         "when gunicorn runs more than one worker.",
     ),
     Setting(
+        "FEED_QUEUE",
+        parse_positive_int,
+        256,
+        "Frames a live feed websocket may fall behind by before the page is "
+        "told to resync from its last cursor.",
+    ),
+    Setting(
         "TRUSTED_PROXIES",
         parse_proxy_count,
         0,

@@ -3,12 +3,13 @@
 from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
 
-from app.broker import LocalBroker
 from app.cache import Cache
 from app.db import Database
+from app.fanout import Fanout
 
 db = Database()
 sock = Sock()
-broker = LocalBroker()
+# The webhook calls ``broker.announce`` after storing; feeds open on it.
+broker = Fanout()
 cache = Cache()
 csrf = CSRFProtect()

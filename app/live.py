@@ -2,12 +2,24 @@
 
 ``/ws/streamers/<login>[?after=CURSOR]`` first sends the latest 50 events
 (or, with ``after``, every event newer than that cursor), then each new one.
-Frames are JSON: ``{"kind": "events", "events": [...]}`` oldest first, and
-``{"kind": "ping"}`` when the feed has been quiet for a while.
+Frames are JSON: ``{"kind": "events", "events": [...]}`` oldest first,
+``{"kind": "ping"}`` when the feed has been quiet for a while, and
+``{"kind": "resync", "after": CURSOR}`` when this page fell too far behind:
+the server then closes, and the page reconnects with ``?after=`` its own
+last cursor.
+
+No gap, no duplicate: the websocket follows the streamer on the process's
+relay (``app/fanout.py``) first, then reads the database by cursor, then
+forwards only relayed events it has not sent and that are newer than the
+cursor the page came with. An event stored and published while the
+database was being read is then either in the read or in a frame, and
+whichever comes second is filtered out.
 """
 
 import json
 import logging
+import socket
+import threading
 import time
 
 from flask import Blueprint
@@ -17,6 +29,11 @@ from simple_websocket import ConnectionClosed
 from app.extensions import broker
 from app.extensions import db
 from app.extensions import sock
+from app.fanout import CATCH_UP
+from app.fanout import RESYNC
+from app.fanout import Frame
+from app.fanout import RelayUnavailable
+from app.fanout import wire_frame
 from app.logins import normalize_login
 from app.store import event_to_json
 from app.store import list_events
@@ -29,10 +46,48 @@ bp = Blueprint("live", __name__)
 
 RECENT = 50
 BATCH = 200
-# Events stored by another process ring no bell here; re-read this often.
-POLL_SECONDS = 1.0
 PING_SECONDS = 25.0
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+# Cursors remembered per websocket to drop duplicates; older ones are below
+# the floor by then.
+REMEMBERED = 4096
+
+
+@bp.before_app_request
+def prepare_websocket() -> None:
+    """Adjust a feed's handshake before flask-sock takes the socket."""
+    if not request.path.startswith("/ws/"):
+        return
+    # permessage-deflate would compress every frame once per client (and
+    # hold a zlib window per connection), undoing the encode-once fan-out.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        if key in request.environ:
+            request.environ[key] = WholeSends(request.environ[key])
+
+
+class WholeSends:
+    """A socket whose ``send`` writes everything, one writer at a time.
+
+    simple-websocket writes each frame with a single ``send``; on gevent's
+    non-blocking sockets a page that reads slowly gets part of a frame and
+    the rest is dropped. Its reader also answers pings on the same socket.
+    """
+
+    def __init__(self, sock) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    sendall = send
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
 
 
 @sock.route("/ws/streamers/<login>", bp=bp)
@@ -47,9 +102,15 @@ def feed(ws, login: str) -> None:
 
     logger.debug("Feed %s: opened after cursor %s", streamer_name, after)
     try:
-        relay(ws, streamer_name, after)
+        with broker.relay.open(streamer_name) as subscription:
+            relay(ws, subscription, after)
+    except RelayUnavailable as e:
+        logger.warning("Feed %s: relay unavailable (%s)", streamer_name, e)
+        ws.close(reason=TRY_AGAIN_LATER, message="live feed unavailable, retry")
     except ConnectionClosed:
         logger.debug("Feed %s: closed by the page", streamer_name)
+    except OSError as e:
+        logger.debug("Feed %s: connection lost (%s)", streamer_name, e)
 
 
 def read_cursor(raw: str | None) -> int | None:
@@ -61,40 +122,101 @@ def read_cursor(raw: str | None) -> int | None:
         raise ValueError(f"after {e}") from e
 
 
-def relay(ws, streamer_name: str, after: int | None) -> None:
-    bell = broker.bell(streamer_name)
-    rings = bell.wait(-1, 0)
-    if after is None:
-        after = send_recent(ws, streamer_name)
+class Sent:
+    """What one websocket has sent: events above ``floor`` and not yet seen.
 
+    ``floor`` starts at the cursor the page came with. Remembering sent
+    cursors, rather than only the largest, also lets through an event that
+    was committed after one with a larger cursor (two ingest consumers).
+    """
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        self.last = floor
+        self.cursors: set[int] = set()
+
+    def is_new(self, cursor: int) -> bool:
+        return cursor > self.floor and cursor not in self.cursors
+
+    def add(self, cursors: list[int]) -> None:
+        self.cursors.update(cursors)
+        self.last = max(self.last, *cursors)
+        if len(self.cursors) > REMEMBERED:
+            kept = sorted(self.cursors)[-REMEMBERED // 2 :]
+            self.floor = kept[0] - 1
+            self.cursors = set(kept)
+
+
+class WakingEvent:
+    """simple-websocket's event, which also wakes the feed when set.
+
+    Its reader sets the event when the page sends something or goes away;
+    the feed then stops waiting for frames and sees the closed connection.
+    """
+
+    def __init__(self, event, feed) -> None:
+        self._event = event
+        self._feed = feed
+
+    def set(self) -> None:
+        self._event.set()
+        self._feed.wake()
+
+    def __getattr__(self, name: str):
+        return getattr(self._event, name)
+
+
+def relay(ws, subscription, after: int | None) -> None:
+    streamer_name = subscription.streamer
+    ws.event = WakingEvent(ws.event, subscription)
+    subscription.abandon = lambda: ws.sock.shutdown(socket.SHUT_RDWR)
+    sent = Sent(after or 0)
+    # The page takes the first frame as proof that the feed works, so the
+    # first read always sends one, empty if there is nothing to show.
+    if after is None:
+        send_recent(ws, streamer_name, sent)
+    elif not send_newer(ws, streamer_name, sent):
+        ws.send(json.dumps({"kind": "events", "events": []}))
+
+    poll = broker.relay.poll_seconds
     quiet_since = time.monotonic()
     while ws.connected:
-        sent_up_to = send_newer(ws, streamer_name, after)
-        if sent_up_to != after:
-            after, quiet_since = sent_up_to, time.monotonic()
+        items = subscription.take(poll or PING_SECONDS)
+        if RESYNC in items:
+            logger.info("Feed %s: fell behind, resync", streamer_name)
+            ws.send(json.dumps({"kind": "resync", "after": str(sent.last)}))
+            ws.close()
+            return
+        frames = [item for item in items if isinstance(item, Frame)]
+        sent_any = send_frames(ws, frames, sent)
+        if CATCH_UP in items or (poll and not items):
+            sent_any = send_newer(ws, streamer_name, sent) or sent_any
+        if sent_any:
+            quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > PING_SECONDS:
             ws.send(json.dumps({"kind": "ping"}))
             quiet_since = time.monotonic()
-        rings = bell.wait(rings, POLL_SECONDS)
 
 
-def send_recent(ws, streamer_name: str) -> int:
-    """Send the latest events, oldest first; return the newest cursor sent."""
+def send_recent(ws, streamer_name: str, sent: Sent) -> None:
+    """Send the latest events, oldest first (an empty frame if none)."""
     events = list_events(db.session, streamer_name, limit=RECENT)[::-1]
     end_read()
-    send_events(ws, events)
-    return events[-1].id if events else 0
+    send_events(ws, events, sent)
 
 
-def send_newer(ws, streamer_name: str, after: int) -> int:
-    """Send every event newer than ``after``; return the newest cursor sent."""
+def send_newer(ws, streamer_name: str, sent: Sent) -> bool:
+    """Send what the database holds past the last cursor sent, if anything."""
+    sent_any = False
     while True:
-        events = list_events_after(db.session, streamer_name, after, BATCH)
+        events = list_events_after(db.session, streamer_name, sent.last, BATCH)
         end_read()
         if not events:
-            return after
-        send_events(ws, events)
-        after = events[-1].id
+            return sent_any
+        events = [e for e in events if sent.is_new(e.id)]
+        if events:
+            send_events(ws, events, sent)
+            sent_any = True
 
 
 def end_read() -> None:
@@ -105,6 +227,31 @@ def end_read() -> None:
     db.session.close()
 
 
-def send_events(ws, events: list) -> None:
+def send_events(ws, events: list, sent: Sent) -> None:
     frame = {"kind": "events", "events": [event_to_json(e) for e in events]}
     ws.send(json.dumps(frame))
+    if events:
+        sent.add([e.id for e in events])
+
+
+def send_frames(ws, frames: list[Frame], sent: Sent) -> bool:
+    """Forward relayed frames in one write: as built, or only unsent events."""
+    chunks = []
+    for frame in frames:
+        fresh = [sent.is_new(cursor) for cursor in frame.cursors]
+        if all(fresh):
+            # The frame as the relay built it once for every page.
+            chunks.append(frame.wire)
+        elif any(fresh):
+            events = [e for e, new in zip(frame.events, fresh, strict=True) if new]
+            text = json.dumps({"kind": "events", "events": events})
+            chunks.append(wire_frame(text))
+        else:
+            continue
+        sent.add([c for c, new in zip(frame.cursors, fresh, strict=True) if new])
+    if not chunks:
+        return False
+    if not ws.connected:
+        raise ConnectionClosed(ws.close_reason, ws.close_message)
+    ws.sock.sendall(b"".join(chunks))
+    return True

@@ -2,8 +2,9 @@
 
 The web process is gunicorn with threads (flask-sock holds one thread per
 open feed). In embedded mode one worker is enough and keeps the in-process
-bells meaningful. The simulator, when on, runs as a thread of this master
-process and reaches the worker over real HTTP, like Twitch would.
+feeds (app/fanout.py) meaningful. The simulator, when on, runs as a thread
+of this master process and reaches the worker over real HTTP, like Twitch
+would. The Procfile's web uses gevent workers instead (gunicorn.conf.py).
 """
 
 import logging

@@ -2,7 +2,9 @@
 //
 // Frames are {"kind": "events", "events": [...]}, oldest first. After a
 // dropped connection the link reconnects with the largest cursor seen, and
-// the server sends whatever was stored in between.
+// the server sends whatever was stored in between. A page that fell too far
+// behind gets {"kind": "resync"}: the server closes, and the link
+// reconnects at once from its last cursor.
 "use strict";
 
 const FIRST_RETRY_MS = 500;
@@ -25,6 +27,7 @@ export function createLink(path, status, hooks) {
     everGreeted: false,
     retryMs: FIRST_RETRY_MS,
     holdMs: 0,
+    resync: false,
   };
 }
 
@@ -74,14 +77,19 @@ function receive(link, message) {
 
   if (frame?.kind === "events" && Array.isArray(frame.events)) {
     link.hooks.onEvents(frame.events, first);
+  } else if (frame?.kind === "resync") {
+    link.resync = true;
+    link.socket.close();
   }
 }
 
 function scheduleReconnect(link, socket) {
   if (link.socket !== socket) return;
 
-  const delay = Math.max(link.retryMs, link.holdMs);
-  link.retryMs = Math.min(link.retryMs * 2, MAX_RETRY_MS);
+  // A resync is no failure: come back at once, from the last cursor shown.
+  const delay = link.resync ? 0 : Math.max(link.retryMs, link.holdMs);
+  if (!link.resync) link.retryMs = Math.min(link.retryMs * 2, MAX_RETRY_MS);
+  link.resync = false;
   link.holdMs = 0;
 
   showStatus(link, "reconnecting");
