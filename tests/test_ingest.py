@@ -335,7 +335,9 @@ def test_buffered_path_refuses_as_the_view_does(database_url, stream, redis_clie
 
 
 @pytest.mark.postgres
-def test_metrics_add_up_the_processes_of_a_host(postgres_url, stream, tmp_path):
+def test_metrics_add_up_the_processes_of_a_host(
+    postgres_url, stream, redis_client, tmp_path
+):
     """With PROMETHEUS_MULTIPROC_DIR, /metrics counts every process's webhooks.
 
     prometheus_client picks its storage when imported, so each "worker" is
