@@ -34,6 +34,7 @@ from app.db import upgrade_schema
 from app.ingest import GROUP
 from app.ingest import buffer_notification
 from app.ingest import dead_letter_stream
+from app.store import FEED_ORDER_LOCK
 from conftest import SECRET
 from conftest import TEST_REDIS_URL
 from conftest import compact
@@ -130,6 +131,21 @@ def counts(engine) -> tuple[int, int, int]:
     return total, distinct, rolled
 
 
+LOCK = {"key": FEED_ORDER_LOCK}
+
+
+def waiting_for_lock(engine) -> bool:
+    """Whether some session waits for the lock that orders storing."""
+    # A bigint advisory key shows as its high and low 32 bits.
+    query = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = :high AND objid = :low AND objsubid = 1"
+    )
+    key = {"high": FEED_ORDER_LOCK >> 32, "low": FEED_ORDER_LOCK & 0xFFFFFFFF}
+    with engine.connect() as connection:
+        return connection.scalar(query, key) > 0
+
+
 @pytest.fixture
 def stream():
     name = f"test-{uuid.uuid4().hex[:12]}:ingest"
@@ -161,15 +177,17 @@ def test_consumer_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
         env, "victim", log, INGEST_BATCH_SIZE=200, INGEST_CLAIM_IDLE_MS=500
     )
 
-    def victim_mid_batch() -> bool:
-        if counts(engine)[0] == 0:
-            return False
-        consumers = client.xinfo_consumers(stream, GROUP)
-        return any(c["name"] == b"victim" and c["pending"] for c in consumers)
-
-    wait_for(victim_mid_batch, 60, "the victim to be storing a batch")
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(10)
+    # Once the victim has stored something, hold the lock every storing
+    # transaction takes first, so its next batch is read but cannot commit:
+    # the kill then lands mid-batch every time, however fast the machine.
+    wait_for(lambda: counts(engine)[0] > 0, 60, "the victim to store a batch")
+    with engine.connect() as blocker:
+        blocker.execute(sa.text("SELECT pg_advisory_lock(:key)"), LOCK)
+        wait_for(lambda: waiting_for_lock(engine), 60, "the victim's next batch")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        blocker.execute(sa.text("SELECT pg_advisory_unlock(:key)"), LOCK)
+        blocker.commit()
     left_pending = client.xpending(stream, GROUP)["pending"]
     stored_before = counts(engine)[0]
     assert left_pending > 0, "the consumer was not killed mid-batch"
