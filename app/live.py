@@ -140,6 +140,8 @@ class Sent:
         return cursor > self.floor and cursor not in self.cursors
 
     def add(self, cursors: list[int]) -> None:
+        if not cursors:
+            return
         self.cursors.update(cursors)
         self.last = max(self.last, *cursors)
         self.at = time.monotonic()
@@ -312,6 +314,8 @@ def send_frames(ws, frames: list[Frame], sent: Sent) -> bool:
     chunks = []
     for frame in frames:
         fresh = [sent.is_new(cursor) for cursor in frame.cursors]
+        if not fresh:
+            continue
         if all(fresh):
             # The frame as the relay built it once for every page.
             chunks.append(frame.wire)

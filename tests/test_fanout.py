@@ -413,3 +413,16 @@ def test_open_feeds_are_counted_for_metrics(serve_app, streamer):
     while gauge() != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gauge() == before
+
+
+def test_bad_and_empty_frames_are_skipped(serve_app, publisher, streamer):
+    live = serve_app()
+    ws = connect_to(live, streamer)
+    assert read_events(ws) == []
+    channel = fanout.feed_channel(streamer)
+    for text in ("not json", '{"kind": "events", "events": []}', '{"kind": "x"}'):
+        publisher.publish(channel, text)
+    engine = live.app.extensions["db"].engine
+    events = store_and_publish(engine, publisher, streamer, [f"{streamer}-ok"])
+    assert read_events(ws) == events
+    ws.close()
