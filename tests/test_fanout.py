@@ -10,6 +10,7 @@ by every database number on the server.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -338,6 +339,9 @@ def test_a_page_that_stopped_reading_is_closed(
     stalled.close()
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server to restart"
+)
 def test_after_redis_comes_back_feeds_catch_up(serve_app, tmp_path, streamer):
     port = free_port()
     own_redis = start_redis(port, tmp_path)
