@@ -204,6 +204,7 @@ class Web:
             except OSError:
                 pass
             time.sleep(0.2)
+        self.stop()
         raise RuntimeError("gunicorn did not start")
 
     def worker_pids(self) -> list[int]:

@@ -99,7 +99,11 @@ class Web:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
