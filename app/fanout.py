@@ -102,6 +102,7 @@ class Frame:
     events: list[dict[str, Any]]
     cursors: list[int]
     wire: bytes
+    first: int  # the smallest cursor, or 0 for a frame without events
 
     @classmethod
     def parse(cls, text: str) -> "Frame":
@@ -113,7 +114,7 @@ class Frame:
         if not isinstance(events, list):
             raise ValueError("events is not a list")
         cursors = [int(event["cursor"]) for event in events]
-        return cls(text, events, cursors, wire_frame(text))
+        return cls(text, events, cursors, wire_frame(text), min(cursors, default=0))
 
     def message_ids(self) -> list[str]:
         return [str(e.get("message_id")) for e in self.events if e.get("message_id")]
@@ -124,7 +125,10 @@ class Feed:
     """One websocket's place in the relay: a bounded queue, never blocking.
 
     The one consumer, the websocket, sleeps on ``ready``: an event costs
-    about half a condition variable to wake under gevent.
+    about half a condition variable to wake under gevent. While it sleeps
+    with nothing queued (``parked``), ``write_now`` (set by the websocket
+    on gevent) may write a frame straight to the page's socket without
+    ever blocking, which saves waking it at all.
     """
 
     streamer: str
@@ -135,6 +139,8 @@ class Feed:
     overflowed_at: float = 0.0
     # Set by the websocket: ends it when the page stopped reading.
     abandon: Callable[[], None] | None = None
+    write_now: Callable[["Frame"], bool] | None = None
+    parked: bool = False
 
     def offer(self, item: Any) -> bool:
         """Queue a frame or signal; False when the feed is too far behind.
@@ -147,10 +153,22 @@ class Feed:
             return False
         if item is CATCH_UP and CATCH_UP in self.items:
             return True
+        if (
+            self.parked
+            and not self.items
+            and self.write_now is not None
+            and isinstance(item, Frame)
+            and self.write_now(item)
+        ):
+            return True
         if len(self.items) >= self.limit:
             self.overflowed = True
             self.overflowed_at = time.monotonic()
+            # The end of a half-written frame (bytes) must still be written.
+            head = self.items[0] if self.items else None
             self.items.clear()
+            if isinstance(head, bytes):
+                self.items.append(head)
             self.items.append(RESYNC)
             self.ready.set()
             return False
@@ -161,7 +179,11 @@ class Feed:
     def take(self, timeout: float) -> list[Any]:
         """Everything queued, oldest first; empty after ``timeout`` or a ``wake``."""
         if not self.items:
-            self.ready.wait(timeout)
+            self.parked = True
+            try:
+                self.ready.wait(timeout)
+            finally:
+                self.parked = False
         self.ready.clear()
         taken = []
         while self.items:

@@ -77,10 +77,10 @@ class WholeSends:
 
     def __init__(self, sock) -> None:
         self._sock = sock
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     def send(self, data: bytes) -> int:
-        with self._lock:
+        with self.lock:
             self._sock.sendall(data)
         return len(data)
 
@@ -134,13 +134,17 @@ class Sent:
         self.floor = floor
         self.last = floor
         self.cursors: set[int] = set()
+        self.at = time.monotonic()
 
     def is_new(self, cursor: int) -> bool:
         return cursor > self.floor and cursor not in self.cursors
 
     def add(self, cursors: list[int]) -> None:
+        if not cursors:
+            return
         self.cursors.update(cursors)
         self.last = max(self.last, *cursors)
+        self.at = time.monotonic()
         if len(self.cursors) > REMEMBERED:
             kept = sorted(self.cursors)[-REMEMBERED // 2 :]
             self.floor = kept[0] - 1
@@ -178,10 +182,24 @@ def relay(ws, subscription, after: int | None) -> None:
     elif not send_newer(ws, streamer_name, sent):
         ws.send(json.dumps({"kind": "events", "events": []}))
 
+    subscription.write_now = direct_writer(ws, subscription, sent)
+    try:
+        follow(ws, subscription, sent)
+    finally:
+        subscription.write_now = None
+        # A frame left half-written holds the socket's lock; let go of it.
+        if any(isinstance(item, Remainder) for item in subscription.items):
+            ws.sock.lock.release()
+
+
+def follow(ws, subscription, sent: Sent) -> None:
+    """Forward what the relay queues until the page goes or must resync."""
+    streamer_name = subscription.streamer
     poll = broker.relay.poll_seconds
-    quiet_since = time.monotonic()
     while ws.connected:
         items = subscription.take(poll or PING_SECONDS)
+        if items and isinstance(items[0], Remainder):
+            finish_write(ws, items.pop(0))
         if RESYNC in items:
             logger.info("Feed %s: fell behind, resync", streamer_name)
             ws.send(json.dumps({"kind": "resync", "after": str(sent.last)}))
@@ -191,11 +209,68 @@ def relay(ws, subscription, after: int | None) -> None:
         sent_any = send_frames(ws, frames, sent)
         if CATCH_UP in items or (poll and not items):
             sent_any = send_newer(ws, streamer_name, sent) or sent_any
-        if sent_any:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > PING_SECONDS:
+        if not sent_any and time.monotonic() - sent.at > PING_SECONDS:
             ws.send(json.dumps({"kind": "ping"}))
-            quiet_since = time.monotonic()
+            sent.at = time.monotonic()
+
+
+class Remainder(bytes):
+    """The unwritten end of a frame ``write_now`` could not write whole.
+
+    The socket's lock stays held until the websocket has written it, so no
+    other frame (or a pong) can land in the middle.
+    """
+
+
+def direct_writer(ws, subscription, sent: Sent):
+    """A ``write_now`` for this page on gevent, or None elsewhere.
+
+    Called by the relay's listener while this websocket sleeps with nothing
+    queued. It writes a frame whose events are all new to the page straight
+    to the socket with one non-blocking send; whatever the socket does not
+    take is queued as a ``Remainder`` for the websocket. It returns False
+    (and the frame is queued as usual) when the frame needs filtering, the
+    socket is busy or full, or the page is gone. With threads, the websocket
+    could wake mid-way, so this is for gevent's single-threaded loop only.
+    """
+    sock = ws.sock
+    raw = getattr(getattr(sock, "_sock", None), "_sock", None)
+    if not isinstance(sock, WholeSends) or raw is None:
+        return None
+    if not type(sock._sock).__module__.startswith("gevent"):
+        return None
+
+    def write_now(frame: Frame) -> bool:
+        if frame.first <= sent.last or not ws.connected:
+            return False
+        if not sock.lock.acquire(blocking=False):
+            return False
+        try:
+            written = raw.send(frame.wire)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = 0
+        if written == 0:
+            sock.lock.release()
+            return False
+        sent.add(frame.cursors)
+        if written < len(frame.wire):
+            subscription.items.appendleft(Remainder(frame.wire[written:]))
+            subscription.ready.set()
+        else:
+            sock.lock.release()
+        return True
+
+    return write_now
+
+
+def finish_write(ws, remainder: Remainder) -> None:
+    """Write the end of a half-written frame, then free the socket."""
+    try:
+        ws.sock._sock.sendall(remainder)
+    finally:
+        ws.sock.lock.release()
 
 
 def send_recent(ws, streamer_name: str, sent: Sent) -> None:
@@ -239,6 +314,8 @@ def send_frames(ws, frames: list[Frame], sent: Sent) -> bool:
     chunks = []
     for frame in frames:
         fresh = [sent.is_new(cursor) for cursor in frame.cursors]
+        if not fresh:
+            continue
         if all(fresh):
             # The frame as the relay built it once for every page.
             chunks.append(frame.wire)

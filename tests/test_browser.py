@@ -23,7 +23,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from app.fanout import Frame
 from conftest import load_sample
+from conftest import make_test_app
+from conftest import serve
 from webhooks.signature import sign
 
 CHROMIUM = "/usr/bin/chromium"
@@ -744,3 +747,40 @@ def test_sign_in_through_the_simulated_twitch_reaches_the_watch_page(
 
     assert driver.current_url == f"{twitch_server.url}/watch/example_streamer"
     assert account == "Viewer_One"
+
+
+def test_a_page_told_to_resync_reconnects_from_its_last_cursor(
+    driver, sqlite_url, eventsub_secret
+):
+    """A page that fell behind is told so, and comes back missing nothing."""
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    live, server = serve(
+        lambda url: make_test_app(sqlite_url, REDIS_URL=redis_url, FEED_QUEUE=1)
+    )
+    relay = live.app.extensions["fanout"].get()
+    try:
+        open_watch_page(driver, live.url)
+        shown = [post_follow(live.url, eventsub_secret, f"Early_{n}") for n in range(3)]
+        for message_id in shown:
+            wait_for_item(driver, message_id)
+        driver.get_log("performance")  # forget the first websocket
+
+        # Fill the page's one-frame queue faster than it drains: the relay
+        # replaces it with a resync, as it does for a page that reads slowly.
+        (feed,) = relay.feeds_of("example_streamer")
+        empty = Frame.parse(json.dumps({"kind": "events", "events": []}))
+        for _ in range(100_000):
+            if not feed.offer(empty):
+                break
+        assert feed.overflowed
+
+        wait_until(driver, lambda: any("after=" in url for url in socket_urls(driver)))
+        wait_for_status(driver, "connected")
+        later = post_follow(live.url, eventsub_secret, "After_Resync")
+        wait_for_item(driver, later)
+        assert [count_items(driver, m) for m in [*shown, later]] == [1, 1, 1, 1]
+    finally:
+        driver.get("about:blank")
+        server.shutdown()
+        relay.stop()
+        live.app.extensions["db"].engine.dispose()

@@ -10,6 +10,7 @@ by every database number on the server.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -98,7 +99,11 @@ class Web:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -338,6 +343,9 @@ def test_a_page_that_stopped_reading_is_closed(
     stalled.close()
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server to restart"
+)
 def test_after_redis_comes_back_feeds_catch_up(serve_app, tmp_path, streamer):
     port = free_port()
     own_redis = start_redis(port, tmp_path)
@@ -413,3 +421,16 @@ def test_open_feeds_are_counted_for_metrics(serve_app, streamer):
     while gauge() != before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gauge() == before
+
+
+def test_bad_and_empty_frames_are_skipped(serve_app, publisher, streamer):
+    live = serve_app()
+    ws = connect_to(live, streamer)
+    assert read_events(ws) == []
+    channel = fanout.feed_channel(streamer)
+    for text in ("not json", '{"kind": "events", "events": []}', '{"kind": "x"}'):
+        publisher.publish(channel, text)
+    engine = live.app.extensions["db"].engine
+    events = store_and_publish(engine, publisher, streamer, [f"{streamer}-ok"])
+    assert read_events(ws) == events
+    ws.close()
