@@ -60,7 +60,12 @@ def read_raw_body() -> bytes:
 
 
 def secrets() -> tuple[str, ...]:
-    return (current_app.config["EVENTSUB_SECRET"],)
+    """The secrets a delivery may be signed with: the current one, and while
+    rotating, the previous one (subscriptions not yet re-created use it)."""
+    config = current_app.config
+    previous = config.get("EVENTSUB_SECRET_PREVIOUS")
+    current = config["EVENTSUB_SECRET"]
+    return (current, previous) if previous else (current,)
 
 
 def answer(message: Message) -> Response:
