@@ -83,8 +83,15 @@ def register_commands() -> None:
     from app.report_commands import report
     from app.simulator.commands import simulate
     from app.simulator.commands import trigger
+    from jobs.commands import reconcile
+    from jobs.commands import subscribe
+    from jobs.commands import subscriptions
+    from jobs.commands import unsubscribe
+    from jobs.commands import worker
 
-    for command in (trigger, simulate, report, check_rollups):
+    commands = (trigger, simulate, report, check_rollups)
+    commands += (subscribe, unsubscribe, subscriptions, reconcile, worker)
+    for command in commands:
         cli.add_command(command)
 
 

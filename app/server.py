@@ -28,7 +28,13 @@ class Server(BaseApplication):
     def load(self):
         from app import create_app
 
-        return create_app()
+        app = create_app()
+        if not app.config["REDIS_URL"]:
+            # Embedded mode: no worker process, so jobs run in this one.
+            from jobs.queue import start_schedule
+
+            start_schedule(app)
+        return app
 
 
 def serve(config: dict[str, Any], host: str, port: int, threads: int) -> None:
