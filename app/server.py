@@ -29,6 +29,10 @@ class Server(BaseApplication):
         from app import create_app
 
         app = create_app()
+        if app.config["SIMULATOR"] and app.config["TWITCH_SIMULATED"]:
+            from app.simulator.eventsub_api import seed_runner_subscriptions
+
+            seed_runner_subscriptions(app)
         if not app.config["REDIS_URL"]:
             # Embedded mode: no worker process, so jobs run in this one.
             from jobs.queue import start_schedule

@@ -110,12 +110,14 @@ def periodic_jobs(app: Flask) -> list[tuple[Callable[..., Any], int]]:
     ]
 
 
-def start_schedule(app: Flask) -> threading.Thread:
-    """Embedded mode: submit each periodic job to the in-process runner, at
-    start and then at its interval."""
+def start_schedule(app: Flask, first_after: float = 30.0) -> threading.Thread:
+    """Embedded mode: submit each periodic job to the in-process runner,
+    ``first_after`` seconds from now (once the server listens, since the
+    simulator playing Twitch is served by it) and then at its interval."""
 
     def loop() -> None:
-        due = dict.fromkeys(range(len(periodic_jobs(app))), 0.0)
+        first = time.monotonic() + first_after
+        due = dict.fromkeys(range(len(periodic_jobs(app))), first)
         while True:
             moment = time.monotonic()
             for index, (func, every) in enumerate(periodic_jobs(app)):

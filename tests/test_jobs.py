@@ -504,7 +504,7 @@ def test_without_redis_jobs_and_periodic_jobs_run_in_the_web_process(database_ur
         runner_for(live.app).wait()
         all_enabled(live, OTHER[0], PUBLIC_COUNT)
 
-        start_schedule(live.app)
+        start_schedule(live.app, first_after=0)
         wait_until(lambda: stored(live, ReconcileRun))
         runner_for(live.app).wait()
         assert stored(live, ReconcileRun)[0].total_cost == PUBLIC_COUNT

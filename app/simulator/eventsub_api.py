@@ -365,3 +365,44 @@ def revoke_user_subscriptions(user_id: str) -> None:
         scoped = needed_scopes(subscription["type"])
         if scoped and authorising_user(subscription["condition"]) == user_id:
             revoke(subscription["id"], "authorization_revoked")
+
+
+def seed_runner_subscriptions(app) -> int:
+    """Make the subscriptions the simulator's runner plays known to Helix.
+
+    ``cli.py run`` starts the runner (``app.simulator.runner``), which
+    verifies and then uses made-up subscriptions of the sample channels.
+    Listing them here, as enabled and for this app's callback, lets the
+    reconcile see them as Twitch would instead of forgetting them. The
+    runner treats ``example_streamer`` as connected, so its grant is given.
+    """
+    from app.simulator.messages import STREAMERS
+    from app.simulator.messages import UNCONNECTED_STREAMERS
+    from app.simulator.messages import build_verification
+    from app.simulator.runner import Simulator
+
+    config = app.config
+    runner = Simulator(config["EVENTSUB_CALLBACK_URL"], config["EVENTSUB_SECRET"])
+    with app.app_context(), state().lock:
+        for person in STREAMERS:
+            if person.login not in UNCONNECTED_STREAMERS:
+                state().grants.setdefault(person.id, set()).update(
+                    {s for t in BY_TYPE.values() for s in needed_scopes(t.type)}
+                )
+        for person in STREAMERS:
+            for kind in runner.types_for(person.login):
+                body = json.loads(build_verification(kind, person.login).body)
+                subscription = body["subscription"]
+                condition = {k: str(v) for k, v in subscription["condition"].items()}
+                state().subscriptions[subscription["id"]] = {
+                    "id": subscription["id"],
+                    "status": "enabled",
+                    "type": kind,
+                    "version": subscription["version"],
+                    "condition": condition,
+                    "created_at": subscription["created_at"],
+                    "cost": 0 if state().grants.get(condition_user(condition)) else 1,
+                    "callback": config["EVENTSUB_CALLBACK_URL"],
+                    "secret": config["EVENTSUB_SECRET"],
+                }
+        return len(state().subscriptions)
