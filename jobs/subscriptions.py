@@ -182,15 +182,24 @@ def consents_for(channel_id: str) -> list[tuple[TwitchToken, Consent]]:
 
 
 def save_streamer(streamer_id: str, login: str | None) -> Streamer:
-    streamer = db.session.get(Streamer, streamer_id)
-    if streamer is None:
-        streamer = Streamer(
-            id=streamer_id, login=login or streamer_id, pinned=False, notes={}
+    """The streamer's row, created if new (two jobs may race to create it)."""
+    moment = now()
+    statement = (
+        insert_for(db.session, Streamer)
+        .values(
+            id=streamer_id,
+            login=login or streamer_id,
+            pinned=False,
+            notes={},
+            updated_at=moment,
         )
-        db.session.add(streamer)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+    db.session.execute(statement)
+    streamer = db.session.get(Streamer, streamer_id)
     if login:
         streamer.login = login
-    streamer.updated_at = now()
+    streamer.updated_at = moment
     return streamer
 
 

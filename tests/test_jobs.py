@@ -511,3 +511,25 @@ def test_without_redis_jobs_and_periodic_jobs_run_in_the_web_process(database_ur
     finally:
         http_server.shutdown()
         live.app.extensions["db"].engine.dispose()
+
+
+def test_a_moderators_consent_subscribes_follows_in_the_moderators_name(server):
+    mod = ("3000001", "mod_maria")
+    scopes = ["moderator:read:followers", "moderator:read:shoutouts"]
+    control(server, grant={"user": mod[1], "scopes": scopes})
+    add_consent(
+        server, mod[1], mod[0], scopes, channel_id=EXAMPLE[0], channel_login=EXAMPLE[1]
+    )
+
+    enqueue(server, ensure_streamer, *EXAMPLE)
+    work(server)
+
+    all_enabled(server, EXAMPLE[0], PUBLIC_COUNT + 3)
+    follow = sub_of(server, "channel.follow")
+    assert follow["condition"] == {
+        "broadcaster_user_id": EXAMPLE[0],
+        "moderator_user_id": mod[0],
+    }
+    types = channel_state(server, EXAMPLE[1])
+    assert types["channel.follow"]["live"] and types["channel.shoutout.receive"]["live"]
+    assert types["channel.cheer"]["reason"] == NOT_CONNECTED
