@@ -224,16 +224,34 @@ class Twitch:
         return True
 
     def channel_followers(
-        self, broadcaster_id: str, **kwargs
+        self,
+        broadcaster_id: str,
+        user_token: str,
+        refresh: Callable[[], str | None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every follower of a channel, newest first, page after page (needs a
-        user token with moderator:read:followers for that channel)."""
+        user token with moderator:read:followers for that channel). A token
+        refreshed on a 401 is used for the pages after it."""
+        token = {"value": user_token}
+
+        def renewed() -> str | None:
+            fresh = refresh() if refresh else None
+            if fresh:
+                token["value"] = fresh
+            return fresh
+
         after = None
         for _ in range(100_000):
             params = {"broadcaster_id": broadcaster_id, "first": 100}
             if after:
                 params["after"] = after
-            response = self.helix("GET", "/channels/followers", params=params, **kwargs)
+            response = self.helix(
+                "GET",
+                "/channels/followers",
+                params=params,
+                user_token=token["value"],
+                refresh=renewed,
+            )
             body = self.json_of(response, "channel followers")
             yield from body.get("data") or []
             after = (body.get("pagination") or {}).get("cursor")

@@ -533,3 +533,34 @@ def test_a_moderators_consent_subscribes_follows_in_the_moderators_name(server):
     types = channel_state(server, EXAMPLE[1])
     assert types["channel.follow"]["live"] and types["channel.shoutout.receive"]["live"]
     assert types["channel.cheer"]["reason"] == NOT_CONNECTED
+
+
+def test_the_backfill_refreshes_a_token_helix_refuses_and_goes_on(server):
+    http = requests.Session()
+    sign_in(http, server.url, account=EXAMPLE[1])
+    control(server, page_size=3)
+    connect(http, server.url, EXAMPLE[1])
+    box = server.app.extensions["token_box"]
+    # The consent's access token is no longer accepted; its refresh token is.
+    with server.app.app_context():
+        session = server.app.extensions["db"].session()
+        session.execute(
+            sa.update(TwitchToken)
+            .where(TwitchToken.purpose == "channel")
+            .values(access_token=box.seal("expired-token"))
+        )
+        session.commit()
+        session.close()
+
+    enqueue(server, backfill_followers, EXAMPLE[0])
+    work(server)
+
+    # Three pages of followers, read after the refused token was refreshed.
+    assert len(stored(server, Event, Event.event_type == "channel.follow")) == 7
+    # The connect's backfill: refused, then 3 pages with one refreshed
+    # token; the second backfill: 3 pages.
+    assert simulator(server)["calls"]["followers"] == 7
+    (consent,) = stored(server, TwitchToken, TwitchToken.purpose == "channel")
+    assert server.app.extensions["token_box"].open(consent.access_token) != (
+        "expired-token"
+    )
