@@ -744,3 +744,33 @@ def test_sign_in_through_the_simulated_twitch_reaches_the_watch_page(
 
     assert driver.current_url == f"{twitch_server.url}/watch/example_streamer"
     assert account == "Viewer_One"
+
+
+def test_a_backfilled_follow_is_labelled_as_such(driver, live_server, eventsub_secret):
+    from app.events import build_row
+    from app.store import store_events
+    from jobs.backfill import message_id as backfill_id
+
+    subscription = subscription_for("channel.follow", "2", "enabled")
+    event = sample_event("channel.follow.v2", user_name="Old_Follower")
+    row = build_row(
+        backfill_id(STREAMER["broadcaster_user_id"], "42"),
+        subscription,
+        event,
+        now(),
+        now(),
+    )
+    row["payload"]["backfilled"] = True
+    with live_server.app.app_context():
+        session = live_server.app.extensions["db"].session()
+        store_events(session, [row])
+        session.commit()
+        session.close()
+    live = post_follow(live_server.url, eventsub_secret, "New_Follower")
+
+    open_watch_page(driver, live_server.url)
+
+    wait_for_item(driver, row["message_id"])
+    assert part_text(driver, row["message_id"], ".event-backfilled") == "backfilled"
+    wait_for_item(driver, live)
+    assert part_text(driver, live, ".event-backfilled") == ""
