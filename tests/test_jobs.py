@@ -79,6 +79,22 @@ def server(database_url, request):
     yield live
     http_server.shutdown()
     live.app.extensions["db"].engine.dispose()
+    forget_queue(queue)
+
+
+def forget_queue(name: str) -> None:
+    """Remove the test's queue, its jobs and registries from Redis."""
+    connection = redis.Redis.from_url(REDIS_URL)
+    queue = Queue(name, connection=connection)
+    registries = (
+        queue.scheduled_job_registry,
+        queue.failed_job_registry,
+        queue.finished_job_registry,
+    )
+    for registry in registries:
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id, delete_job=True)
+    queue.delete(delete_jobs=True)
 
 
 def creates(server) -> int:
