@@ -56,9 +56,14 @@ def run_worker(app: Flask, queue: str | None, burst: bool) -> bool:
     use_app(app)
     engine = app.extensions["db"].engine
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
-    connection = redis.Redis.from_url(app.config["REDIS_URL"])
     name = queue or queue_name(app)
+    # The worker's client gets RQ's long socket timeout (for its blocking
+    # dequeue) before it opens a connection; the cron thread has its own.
+    worker = StreamfeedWorker(
+        [name], connection=redis.Redis.from_url(app.config["REDIS_URL"])
+    )
     if not burst:
+        connection = redis.Redis.from_url(app.config["REDIS_URL"])
         stop = threading.Event()
         thread = threading.Thread(
             target=run_cron,
@@ -67,7 +72,6 @@ def run_worker(app: Flask, queue: str | None, burst: bool) -> bool:
             daemon=True,
         )
         thread.start()
-    worker = StreamfeedWorker([name], connection=connection)
     # RQ's scheduler (which moves retries to the queue when due) runs as a
     # child process that outlives a burst; a burst run does without it.
     return worker.work(

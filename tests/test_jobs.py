@@ -7,6 +7,9 @@ simulator's Helix over HTTP, the simulator sends each challenge and
 revocation to the app's webhook, and the test reads both sides.
 """
 
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
@@ -14,6 +17,7 @@ import redis
 import requests
 import sqlalchemy as sa
 from jobs_helpers import REDIS_URL
+from jobs_helpers import ROOT
 from jobs_helpers import add_consent
 from jobs_helpers import add_fan
 from jobs_helpers import all_enabled
@@ -27,6 +31,7 @@ from jobs_helpers import simulator
 from jobs_helpers import stored
 from jobs_helpers import wait_until
 from jobs_helpers import work
+from jobs_helpers import worker_environ
 from rq import Queue
 from test_auth import choose_favorite
 from test_auth import connect
@@ -95,6 +100,8 @@ def forget_queue(name: str) -> None:
         for job_id in registry.get_job_ids():
             registry.remove(job_id, delete_job=True)
     queue.delete(delete_jobs=True)
+    for key in connection.scan_iter(f"streamfeed:cron-leader:{name}"):
+        connection.delete(key)
 
 
 def creates(server) -> int:
@@ -580,3 +587,29 @@ def test_the_backfill_refreshes_a_token_helix_refuses_and_goes_on(server):
     assert server.app.extensions["token_box"].open(consent.access_token) != (
         "expired-token"
     )
+
+
+def test_the_worker_runs_the_periodic_jobs_and_stays_up_when_idle(server, tmp_path):
+    add_fan(server, "viewer_one", *OTHER)
+    log = (tmp_path / "worker.log").open("w")
+    queue = server.app.config["JOBS_QUEUE"]
+    process = subprocess.Popen(
+        [sys.executable, "cli.py", "worker", "--queue", queue],
+        cwd=ROOT,
+        env=worker_environ(server),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # RQ's cron scheduler queues the reconcile as the worker starts.
+        wait_until(lambda: stored(server, ReconcileRun), timeout=30)
+        all_enabled(server, OTHER[0], PUBLIC_COUNT)
+        # Idle longer than redis-py's default socket timeout (5 s).
+        time.sleep(6)
+        assert process.poll() is None, (tmp_path / "worker.log").read_text()
+        enqueue(server, ensure_streamer, *EXAMPLE)
+        wait_until(lambda: at_twitch(server, EXAMPLE[0]), timeout=30)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        log.close()
