@@ -132,17 +132,15 @@ def register_commands() -> None:
     from app.report_commands import report
     from app.simulator.commands import simulate
     from app.simulator.commands import trigger
+    from jobs.commands import reconcile
+    from jobs.commands import subscribe
+    from jobs.commands import subscriptions
+    from jobs.commands import unsubscribe
+    from jobs.commands import worker
 
-    commands = (
-        trigger,
-        simulate,
-        report,
-        check_rollups,
-        ingest,
-        dead_letters,
-        partitions,
-        explain,
-    )
+    commands = (trigger, simulate, report, check_rollups)
+    commands += (ingest, dead_letters, partitions, explain)
+    commands += (subscribe, unsubscribe, subscriptions, reconcile, worker)
     for command in commands:
         cli.add_command(command)
 

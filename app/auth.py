@@ -415,12 +415,25 @@ def finish_connect(token: dict[str, Any], channel: str | None):
         )
     ):
         end_token(old, "replaced by a new consent")
-    keep_token(
+    row = keep_token(
         viewer, CHANNEL, token, info, channel_id=channel_id, channel_login=channel
     )
     db.session.commit()
     logger.info("User %s: connected channel %s", viewer.id, channel_id)
+    start_channel_jobs(channel_id, channel, row.scopes.split())
     return redirect(url_for("pages.watch", login=channel, connected=1))
+
+
+def start_channel_jobs(channel_id: str, login: str, scopes: list[str]) -> None:
+    """Subscribe the scoped types the consent allows, and backfill followers."""
+    from jobs.backfill import SCOPE
+    from jobs.backfill import backfill_followers
+    from jobs.queue import enqueue
+    from jobs.subscriptions import ensure_streamer
+
+    enqueue(ensure_streamer, channel_id, login)
+    if SCOPE in scopes:
+        enqueue(backfill_followers, channel_id)
 
 
 def channel_id_for(info: dict[str, Any], access_token: str, channel: str) -> str:

@@ -7,9 +7,12 @@ overrides a newer state.
 
 Which types are live comes from the ``subscriptions`` table: an enabled
 subscription of the streamer makes its type live; every other feed type
-gets a reason. Twitch names the streamer of a subscription by id only, so
-the login is matched to an id through the events stored for it; until a
-channel's first event arrives, none of its subscriptions can be matched.
+gets a reason: the status Twitch gave it (a revocation), why the jobs did
+not create it (``streamers.notes``: a scope Twitch refused), that the
+streamer has not connected streamfeed (no live channel consent), or that
+streamfeed does not subscribe to the type at all. Twitch names the
+streamer of a subscription by id only: the login is matched to an id
+through the ``streamers`` the jobs keep, else through its stored events.
 """
 
 from typing import Any
@@ -23,13 +26,16 @@ from app.catalogue import FeedType
 from app.catalogue import is_public
 from app.events import format_timestamp
 from app.models import Event
+from app.models import Streamer
 from app.models import Subscription
+from app.models import TwitchToken
 
 STATUS_TYPES = ("stream.online", "stream.offline")
 ENABLED = "enabled"
 
 NOT_SUBSCRIBED = "not subscribed yet"
 NOT_CONNECTED = "the streamer has not connected streamfeed"
+NOT_ASKED = "streamfeed does not subscribe to this type"
 
 # Subscription statuses other than enabled, in the words the page uses.
 # Twitch adds reasons over time; unknown ones are shown by name.
@@ -50,14 +56,18 @@ STATUS_WORDS = {
 
 def describe_channel(session: so.Session, login: str) -> dict[str, Any]:
     """Return the channel's stream status, title and live types, as JSON."""
-    streamer_id = find_streamer_id(session, login)
+    streamer = session.scalar(
+        sa.select(Streamer).where(Streamer.login == login).limit(1)
+    )
+    streamer_id = streamer.id if streamer else find_streamer_id(session, login)
     statuses = latest_statuses(session, streamer_id)
+    notes = dict(streamer.notes or {}) if streamer else {}
     return {
         "streamer": {"login": login, "id": streamer_id},
         "stream": describe_stream(latest_event(session, login, STATUS_TYPES)),
         "info": describe_info(latest_event(session, login, ("channel.update",))),
         "groups": [{"key": key, "label": label} for key, label in GROUPS.items()],
-        "types": describe_types(statuses),
+        "types": describe_types(statuses, notes, has_consent(session, streamer_id)),
     }
 
 
@@ -106,6 +116,18 @@ def latest_statuses(session: so.Session, streamer_id: str | None) -> dict[str, s
     return statuses
 
 
+def has_consent(session: so.Session, streamer_id: str | None) -> bool:
+    """Whether the streamer or a moderator has connected the channel."""
+    if streamer_id is None:
+        return False
+    query = sa.select(TwitchToken.id).where(
+        TwitchToken.purpose == "channel",
+        TwitchToken.channel_id == streamer_id,
+        TwitchToken.ended_at.is_(None),
+    )
+    return session.scalar(query.limit(1)) is not None
+
+
 def describe_stream(event: Event | None) -> dict[str, Any]:
     """Say whether the stream is online, and since when, from its last change."""
     if event is None:
@@ -133,16 +155,30 @@ def describe_info(event: Event | None) -> dict[str, Any] | None:
     }
 
 
-def describe_types(statuses: dict[str, str]) -> list[dict[str, Any]]:
+def describe_types(
+    statuses: dict[str, str],
+    notes: dict[str, str] | None = None,
+    consent: bool = False,
+) -> list[dict[str, Any]]:
     """Return every feed type with whether it is live here, and if not, why."""
-    connected = any(
+    from jobs.plan import SUBSCRIBED_TYPES
+
+    notes = notes or {}
+    connected = consent or any(
         status == ENABLED and not is_public(subscription_type)
         for subscription_type, status in statuses.items()
     )
     described = []
     for feed_type in FEED_TYPES:
         status = statuses.get(feed_type.type)
-        reason = None if status == ENABLED else explain(feed_type, status, connected)
+        if status == ENABLED:
+            reason = None
+        elif status is None and feed_type.type not in SUBSCRIBED_TYPES:
+            reason = NOT_ASKED
+        elif status is None and feed_type.type in notes:
+            reason = notes[feed_type.type]
+        else:
+            reason = explain(feed_type, status, connected)
         described.append(
             {
                 "type": feed_type.type,

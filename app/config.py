@@ -56,6 +56,13 @@ def parse_port(value: str) -> int:
     return int(value)
 
 
+def parse_whole_number(value: str) -> int:
+    """Read an integer of zero or more."""
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"must be a whole number (0 or more), got {value!r}")
+    return int(value)
+
+
 def parse_base_url(value: str) -> str:
     """Read an http(s) URL without a trailing slash."""
     if not value.startswith(("http://", "https://")) or len(value) < 10:
@@ -121,6 +128,37 @@ SETTINGS = (
         None,
         "Secret shared with Twitch for webhook signatures, 10 to 100 ASCII "
         "characters. Required with Postgres; generated in embedded mode.",
+    ),
+    Setting(
+        "EVENTSUB_SECRET_PREVIOUS",
+        str,
+        None,
+        "The EventSub secret before the current one, while rotating: webhooks "
+        "signed with either are accepted, and the reconcile re-creates every "
+        "subscription with EVENTSUB_SECRET. Unset once `cli.py subscriptions` "
+        "shows none left on the old one.",
+    ),
+    Setting(
+        "EVENTSUB_CALLBACK_URL",
+        parse_base_url,
+        None,
+        "Public https URL of /webhooks/eventsub that Twitch delivers to. "
+        "Needed to create subscriptions (the worker refuses to start "
+        "without it); the simulator's own in embedded mode.",
+    ),
+    Setting(
+        "UNSUBSCRIBE_GRACE_HOURS",
+        parse_whole_number,
+        24,
+        "Hours a streamer keeps their subscriptions after no viewer has them "
+        "as favorite (and no one pinned or connected the channel).",
+    ),
+    Setting(
+        "RECONCILE_MINUTES",
+        parse_positive_int,
+        15,
+        "How often the periodic reconcile compares Twitch's subscriptions "
+        "with the database.",
     ),
     Setting(
         "SECRET_KEY",
@@ -323,6 +361,10 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
             raise ConfigError(f"{name} must be set when DATABASE_URL names Postgres")
 
     check_eventsub_secret(config["EVENTSUB_SECRET"])
+    if config["EVENTSUB_SECRET_PREVIOUS"]:
+        check_eventsub_secret(
+            config["EVENTSUB_SECRET_PREVIOUS"], "EVENTSUB_SECRET_PREVIOUS"
+        )
     config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
     check_database_url(config["DATABASE_URL"])
     if config["SIMULATOR"] is None:
@@ -352,6 +394,9 @@ def finish_twitch(config: dict[str, Any]) -> None:
         config["TWITCH_AUTH_BASE_URL"] = config["TWITCH_AUTH_BASE_URL"] or local
         config["TWITCH_API_BASE_URL"] = config["TWITCH_API_BASE_URL"] or (
             local + "/helix"
+        )
+        config["EVENTSUB_CALLBACK_URL"] = config.get("EVENTSUB_CALLBACK_URL") or (
+            f"http://localhost:{config['PORT']}/webhooks/eventsub"
         )
     config["TWITCH_AUTH_BASE_URL"] = config["TWITCH_AUTH_BASE_URL"] or (
         TWITCH_AUTH_BASE_URL
@@ -404,11 +449,11 @@ def check_database_url(url: str) -> None:
         raise ConfigError(f"DATABASE_URL names {backend}, not supported" + accepted)
 
 
-def check_eventsub_secret(secret: str) -> None:
+def check_eventsub_secret(secret: str, name: str = "EVENTSUB_SECRET") -> None:
     """Twitch accepts 10 to 100 ASCII characters; anything else fails later."""
     problem = secret_problem(secret)
     if problem:
-        raise ConfigError(f"EVENTSUB_SECRET {problem}")
+        raise ConfigError(f"{name} {problem}")
 
 
 def secret_problem(secret: str) -> str | None:

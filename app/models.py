@@ -3,7 +3,10 @@
 ``events`` holds one row per stored EventSub event; the unique message id is
 what makes storage exactly-once. ``event_counts`` rolls them up per
 streamer, type and day for reports. ``subscriptions`` tracks the EventSub
-subscriptions Twitch has told us about (by challenge or revocation).
+subscriptions Twitch has told us about (by challenge, revocation, or the
+answers to the jobs that create and list them). ``streamers`` are the
+channels streamfeed keeps subscriptions for, with why a type is missing;
+``reconcile_runs`` keep what each reconcile found, its cost included.
 Migrations under ``migrations/`` create the same schema.
 """
 
@@ -85,6 +88,50 @@ class Subscription(Base):
     revoked_at: so.Mapped[datetime | None] = so.mapped_column(
         sa.DateTime(timezone=True)
     )
+    # A short hash of the EventSub secret the subscription was created with
+    # (never the secret), so a rotation knows which ones still use the old.
+    secret_fingerprint: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+
+    __table_args__ = (sa.Index("ix_subscriptions_streamer_id", "streamer_id"),)
+
+
+class Streamer(Base):
+    """A channel streamfeed keeps EventSub subscriptions for.
+
+    ``pinned`` is set by ``cli.py subscribe``; ``notes`` maps a type to why
+    it is not subscribed (a scope Twitch refused, the cost limit);
+    ``unwanted_since`` is when the reconcile first saw no one needing it.
+    """
+
+    __tablename__ = "streamers"
+
+    id: so.Mapped[str] = so.mapped_column(sa.String(40), primary_key=True)
+    login: so.Mapped[str] = so.mapped_column(sa.String(40))
+    pinned: so.Mapped[bool] = so.mapped_column(sa.Boolean, default=False)
+    notes: so.Mapped[dict[str, Any]] = so.mapped_column(Document, default=dict)
+    unwanted_since: so.Mapped[datetime | None] = so.mapped_column(
+        sa.DateTime(timezone=True)
+    )
+    backfilled_at: so.Mapped[datetime | None] = so.mapped_column(
+        sa.DateTime(timezone=True)
+    )
+    updated_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (sa.Index("ix_streamers_login", "login"),)
+
+
+class ReconcileRun(Base):
+    """What one reconcile found at Twitch and did about it."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: so.Mapped[int] = so.mapped_column(BigId, primary_key=True)
+    finished_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
+    total: so.Mapped[int] = so.mapped_column(sa.Integer)
+    total_cost: so.Mapped[int] = so.mapped_column(sa.Integer)
+    max_total_cost: so.Mapped[int] = so.mapped_column(sa.Integer)
+    created: so.Mapped[int] = so.mapped_column(sa.Integer)
+    deleted: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
 class User(Base):

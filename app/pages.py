@@ -20,6 +20,8 @@ from app.extensions import db
 from app.logins import normalize_login
 from app.twitch import TwitchError
 from app.twitch import twitch
+from jobs.queue import enqueue
+from jobs.subscriptions import ensure_streamer
 
 bp = Blueprint("pages", __name__)
 
@@ -63,6 +65,9 @@ def choose_favorite():
     viewer.favorite_login = user["login"]
     viewer.favorite_id = user["id"]
     db.session.commit()
+    # One shared set of subscriptions per streamer: the job creates only
+    # what is missing, so a hundred viewers cost one set.
+    enqueue(ensure_streamer, user["id"], user["login"])
     return redirect(url_for("pages.watch", login=viewer.favorite_login))
 
 

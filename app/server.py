@@ -29,7 +29,17 @@ class Server(BaseApplication):
     def load(self):
         from app import create_app
 
-        return create_app()
+        app = create_app()
+        if app.config["SIMULATOR"] and app.config["TWITCH_SIMULATED"]:
+            from app.simulator.eventsub_api import seed_runner_subscriptions
+
+            seed_runner_subscriptions(app)
+        if not app.config["REDIS_URL"]:
+            # Embedded mode: no worker process, so jobs run in this one.
+            from jobs.queue import start_schedule
+
+            start_schedule(app)
+        return app
 
 
 def serve(config: dict[str, Any], host: str, port: int, threads: int) -> None:

@@ -352,4 +352,6 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "received_at": format_timestamp(event.received_at),
         "summary": summarize(event.event_type, body),
         "event": body,
+        # Stored by a job from Helix (jobs/backfill.py), not delivered live.
+        "backfilled": bool(event.payload.get("backfilled")),
     }

@@ -11,6 +11,7 @@ token the caller's ``refresh`` is asked for a new one.
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -191,6 +192,72 @@ class Twitch:
                 break
         return channels
 
+    # EventSub subscriptions (always with the app token)
+
+    def create_subscription(self, body: dict[str, Any]) -> requests.Response:
+        """POST one subscription; the caller reads 202, 409, 403 and the rest."""
+        return self.helix("POST", "/eventsub/subscriptions", json=body)
+
+    def subscription_pages(self, **filters) -> Iterator[dict[str, Any]]:
+        """Every page of Get EventSub Subscriptions, following the cursor."""
+        after = None
+        for _ in range(10_000):
+            params = dict(filters)
+            if after:
+                params["after"] = after
+            response = self.helix("GET", "/eventsub/subscriptions", params=params)
+            body = self.json_of(response, "list subscriptions")
+            yield body
+            after = (body.get("pagination") or {}).get("cursor")
+            if not after:
+                return
+
+    def delete_subscription(self, subscription_id: str) -> bool:
+        """Delete a subscription; False if Twitch no longer had it (404)."""
+        response = self.helix(
+            "DELETE", "/eventsub/subscriptions", params={"id": subscription_id}
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code != 204:
+            self.fail(response, "delete subscription")
+        return True
+
+    def channel_followers(
+        self,
+        broadcaster_id: str,
+        user_token: str,
+        refresh: Callable[[], str | None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every follower of a channel, newest first, page after page (needs a
+        user token with moderator:read:followers for that channel). A token
+        refreshed on a 401 is used for the pages after it."""
+        token = {"value": user_token}
+
+        def renewed() -> str | None:
+            fresh = refresh() if refresh else None
+            if fresh:
+                token["value"] = fresh
+            return fresh
+
+        after = None
+        for _ in range(100_000):
+            params = {"broadcaster_id": broadcaster_id, "first": 100}
+            if after:
+                params["after"] = after
+            response = self.helix(
+                "GET",
+                "/channels/followers",
+                params=params,
+                user_token=token["value"],
+                refresh=renewed,
+            )
+            body = self.json_of(response, "channel followers")
+            yield from body.get("data") or []
+            after = (body.get("pagination") or {}).get("cursor")
+            if not after:
+                return
+
     # Transport
 
     def send(self, method: str, url: str, **kwargs) -> requests.Response:
@@ -207,15 +274,16 @@ class Twitch:
                 time.sleep(BACKOFF_SECONDS * 2**attempt)
                 continue
 
+            if response.status_code >= 400:
+                # One line per failed attempt: the endpoint and the status,
+                # never a token, a parameter or a body.
+                logger.warning("Twitch %s: answered %s", endpoint, response.status_code)
             if response.status_code == 429 and not last:
                 wait = self.rate_limit_wait(response)
-                logger.warning("Twitch %s: 429, waiting %.1f s", endpoint, wait)
+                logger.info("Twitch %s: waiting %.1f s for the bucket", endpoint, wait)
                 time.sleep(wait)
                 continue
             if response.status_code >= 500 and not last:
-                logger.warning(
-                    "Twitch %s: %s, retrying", endpoint, response.status_code
-                )
                 time.sleep(BACKOFF_SECONDS * 2**attempt)
                 continue
             return response

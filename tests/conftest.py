@@ -31,7 +31,15 @@ POSTGRES_URL = os.environ.get(
 )
 # Tests that use Redis use this database number, never FLUSHALL it.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-TABLES = ("events", "event_counts", "subscriptions", "twitch_tokens", "users")
+TABLES = (
+    "events",
+    "event_counts",
+    "subscriptions",
+    "twitch_tokens",
+    "users",
+    "streamers",
+    "reconcile_runs",
+)
 SESSION_FILES = Path(tempfile.mkdtemp(prefix="streamfeed-test-sessions-"))
 
 
@@ -72,6 +80,8 @@ def make_test_app(database_url: str, **overrides):
         "TWITCH_CLIENT_ID": "test-client-id",
         "TWITCH_CLIENT_SECRET": "test-client-secret",
         "SESSION_FILE_DIR": str(SESSION_FILES),
+        # Tests run jobs themselves, in a real worker or by calling them.
+        "JOBS_IN_PROCESS": False,
     }
     app = create_app(config | overrides)
     empty_tables(app)
@@ -220,6 +230,7 @@ def simulated_twitch_config(url: str) -> dict:
         "TWITCH_CLIENT_SECRET": None,
         "TWITCH_AUTH_BASE_URL": f"{url}/simulator/twitch",
         "TWITCH_API_BASE_URL": f"{url}/simulator/twitch/helix",
+        "EVENTSUB_CALLBACK_URL": f"{url}/webhooks/eventsub",
         "CACHE_KEY_PREFIX": f"test-{uuid.uuid4().hex}:cache:",
         "SESSION_KEY_PREFIX": f"test-{uuid.uuid4().hex}:session:",
     }

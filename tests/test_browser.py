@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import tempfile
+import threading
 import uuid
 from datetime import UTC
 from datetime import datetime
@@ -22,8 +23,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+from test_ingest import make_consumer
 
 from app.fanout import Frame
+from app.ingest import dead_letter_stream
 from conftest import load_sample
 from conftest import make_test_app
 from conftest import serve
@@ -754,10 +757,18 @@ def test_a_page_told_to_resync_reconnects_from_its_last_cursor(
 ):
     """A page that fell behind is told so, and comes back missing nothing."""
     redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    stream = f"test-{uuid.uuid4().hex[:12]}:ingest"
     live, server = serve(
-        lambda url: make_test_app(sqlite_url, REDIS_URL=redis_url, FEED_QUEUE=1)
+        lambda url: make_test_app(
+            sqlite_url, REDIS_URL=redis_url, INGEST_STREAM=stream, FEED_QUEUE=1
+        )
     )
     relay = live.app.extensions["fanout"].get()
+    # With Redis the webhook only buffers; an ingest consumer stores and
+    # publishes, as `cli.py ingest` does in production.
+    consumer = make_consumer(live.app, stream)
+    ingest = threading.Thread(target=consumer.run, daemon=True)
+    ingest.start()
     try:
         open_watch_page(driver, live.url)
         shown = [post_follow(live.url, eventsub_secret, f"Early_{n}") for n in range(3)]
@@ -781,6 +792,39 @@ def test_a_page_told_to_resync_reconnects_from_its_last_cursor(
         assert [count_items(driver, m) for m in [*shown, later]] == [1, 1, 1, 1]
     finally:
         driver.get("about:blank")
+        consumer.stop.set()
+        ingest.join(5)
+        consumer.redis.delete(stream, dead_letter_stream(stream))
         server.shutdown()
         relay.stop()
         live.app.extensions["db"].engine.dispose()
+
+
+def test_a_backfilled_follow_is_labelled_as_such(driver, live_server, eventsub_secret):
+    from app.events import build_row
+    from app.store import store_events
+    from jobs.backfill import message_id as backfill_id
+
+    subscription = subscription_for("channel.follow", "2", "enabled")
+    event = sample_event("channel.follow.v2", user_name="Old_Follower")
+    row = build_row(
+        backfill_id(STREAMER["broadcaster_user_id"], "42"),
+        subscription,
+        event,
+        now(),
+        now(),
+    )
+    row["payload"]["backfilled"] = True
+    with live_server.app.app_context():
+        session = live_server.app.extensions["db"].session()
+        store_events(session, [row])
+        session.commit()
+        session.close()
+    live = post_follow(live_server.url, eventsub_secret, "New_Follower")
+
+    open_watch_page(driver, live_server.url)
+
+    wait_for_item(driver, row["message_id"])
+    assert part_text(driver, row["message_id"], ".event-backfilled") == "backfilled"
+    wait_for_item(driver, live)
+    assert part_text(driver, live, ".event-backfilled") == ""

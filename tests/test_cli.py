@@ -189,3 +189,10 @@ def test_gunicorn_with_the_config_file_serves_pages_beside_open_feeds(tmp_path):
         server.terminate()
         server.wait(timeout=20)
     assert response.status_code == 200
+
+
+def test_the_worker_needs_redis_and_says_so(tmp_path):
+    result = run_cli("worker", "--burst", DATABASE_URL=f"sqlite:///{tmp_path}/w.db")
+    assert result.returncode == 1
+    assert "REDIS_URL must be set for the worker" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -76,6 +76,25 @@ def test_a_secret_twitch_would_refuse_stops_start_up(tmp_path, secret):
         configured(tmp_path, EVENTSUB_SECRET=secret)
 
 
+def test_a_previous_secret_twitch_would_refuse_stops_start_up(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        configured(tmp_path, EVENTSUB_SECRET_PREVIOUS="hunter2")
+    assert "EVENTSUB_SECRET_PREVIOUS must be 10 to 100" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_subscription_settings_have_their_defaults(tmp_path):
+    config = configured(tmp_path, PORT="5123")
+    assert config["EVENTSUB_CALLBACK_URL"] == "http://localhost:5123/webhooks/eventsub"
+    assert config["UNSUBSCRIBE_GRACE_HOURS"] == 24
+    assert config["RECONCILE_MINUTES"] == 15
+    assert config["EVENTSUB_SECRET_PREVIOUS"] is None
+    assert (
+        configured(tmp_path, UNSUBSCRIBE_GRACE_HOURS="0")["UNSUBSCRIBE_GRACE_HOURS"]
+        == 0
+    )
+
+
 def test_an_error_never_shows_the_secret(tmp_path):
     with pytest.raises(ConfigError) as caught:
         configured(tmp_path, EVENTSUB_SECRET="hunter2")
@@ -96,6 +115,10 @@ def test_an_error_never_shows_the_secret(tmp_path):
         ("TWITCH_API_BASE_URL", "ftp://api"),
         ("TRUSTED_PROXIES", "many"),
         ("TRUSTED_PROXIES", "9"),
+        ("EVENTSUB_CALLBACK_URL", "feed.example.com/webhooks/eventsub"),
+        ("UNSUBSCRIBE_GRACE_HOURS", "a day"),
+        ("UNSUBSCRIBE_GRACE_HOURS", "-1"),
+        ("RECONCILE_MINUTES", "0"),
     ],
 )
 def test_invalid_values_name_their_variable(name, value):

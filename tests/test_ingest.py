@@ -23,6 +23,7 @@ from app.ingest import Settings
 from app.ingest import dead_letter_stream
 from app.models import Event
 from app.reports import find_rollup_differences
+from conftest import SECRET
 from conftest import TEST_REDIS_URL
 from conftest import compact
 from conftest import load_sample
@@ -104,6 +105,27 @@ def test_notification_is_buffered_not_stored_in_the_request(
     entries = redis_client.xrange(stream)
     assert len(entries) == 1
     assert entries[0][1][b"message_id"] == b"m-buffered"
+
+
+def test_buffered_path_accepts_the_previous_secret_while_rotating(
+    database_url, stream, redis_client
+):
+    """The fast path once read EVENTSUB_SECRET alone, refusing the old one."""
+    app = make_test_app(
+        database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        INGEST_STREAM=stream,
+        EVENTSUB_SECRET="the-new-secret-0123",
+        EVENTSUB_SECRET_PREVIOUS=SECRET,
+    )
+    client = app.test_client()
+
+    old = post_sample(client, "channel.cheer.v1", message_id="m-old")
+    stranger = post_sample(client, "channel.cheer.v1", secret="not-ours-0123456")
+
+    assert (old.status_code, stranger.status_code) == (204, 403)
+    assert len(redis_client.xrange(stream)) == 1
+    app.extensions["db"].engine.dispose()
 
 
 def test_consumer_stores_counts_publishes_then_acknowledges(

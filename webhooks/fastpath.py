@@ -26,6 +26,7 @@ from webhooks.messages import NOTIFICATION
 from webhooks.messages import TIMESTAMP
 from webhooks.messages import TOO_LARGE
 from webhooks.messages import Refused
+from webhooks.messages import accepted_secrets
 from webhooks.messages import check_notification
 from webhooks.messages import read_message
 from webhooks.views import note_refusal
@@ -51,7 +52,7 @@ class BufferedNotifications:
         self.next = wsgi_app
         self.client: redis.Redis = app.extensions["redis"]
         self.stream = app.config["INGEST_STREAM"]
-        self.secrets = (app.config["EVENTSUB_SECRET"],)
+        self.config = app.config
         self.max_bytes = app.config["WEBHOOK_MAX_BYTES"]
 
     def __call__(self, environ, start_response):
@@ -69,7 +70,7 @@ class BufferedNotifications:
         now = datetime.now(UTC)
         try:
             raw = self.read_body(environ)
-            message = read_message(headers, raw, self.secrets, now)
+            message = read_message(headers, raw, accepted_secrets(self.config), now)
             check_notification(message.body)
         except Refused as e:
             note_refusal(self.client, message_id, now, e)

@@ -8,6 +8,7 @@ fails. The signature is checked on the raw bytes before anything is parsed.
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -161,6 +162,14 @@ def finite_float(text: str) -> float:
 def refuse_constant(name: str) -> None:
     """``NaN`` and ``Infinity`` are Python's extensions, not JSON."""
     raise ValueError(f"{name} is not JSON")
+
+
+def accepted_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The secrets a delivery may be signed with: the current one and, while
+    rotating, the previous one (subscriptions not yet re-created use it)."""
+    previous = config.get("EVENTSUB_SECRET_PREVIOUS")
+    current = config["EVENTSUB_SECRET"]
+    return (current, previous) if previous else (current,)
 
 
 def read_body(raw: bytes) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from webhooks.messages import TOO_LARGE
 from webhooks.messages import VERIFICATION
 from webhooks.messages import Message
 from webhooks.messages import Refused
+from webhooks.messages import accepted_secrets
 from webhooks.messages import check_challenge
 from webhooks.messages import check_notification
 from webhooks.messages import read_message
@@ -93,7 +94,7 @@ def read_raw_body() -> bytes:
 
 
 def secrets() -> tuple[str, ...]:
-    return (current_app.config["EVENTSUB_SECRET"],)
+    return accepted_secrets(current_app.config)
 
 
 def answer(message: Message, raw: bytes, now: datetime) -> Response:

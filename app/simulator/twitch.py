@@ -77,7 +77,20 @@ class SimulatedTwitch:
     revoked_users: dict[str, float] = field(default_factory=dict)
     used_codes: set[str] = field(default_factory=set)
     helix_failure: int | None = None
+    # How many of the next Helix calls fail with a 503 (then they work).
+    helix_failures: int = 0
     rate_limited: int = 0
+    # EventSub (app/simulator/eventsub_api.py): who granted which scopes,
+    # the subscriptions by id in creation order, the page size of a list,
+    # and the cost limit.
+    grants: dict[str, set[str]] = field(default_factory=dict)
+    subscriptions: dict[str, dict] = field(default_factory=dict)
+    page_size: int = 100
+    max_total_cost: int = 10_000
+    # (endpoint, time, status) of each Helix call that was refused.
+    refusals: list = field(default_factory=list)
+    # (endpoint, time) of each call, so tests can check waits.
+    call_times: list = field(default_factory=list)
     # Calls per endpoint, so tests can see what reached "Twitch".
     calls: collections.Counter = field(default_factory=collections.Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -231,6 +244,8 @@ def trade_code(form):
         state().used_codes.add(claims["jti"])
 
     grant = secrets.token_hex(8)
+    with state().lock:
+        state().grants.setdefault(claims["user"], set()).update(claims["scopes"])
     body = token_pair(claims["user"], claims["scopes"], grant)
     if "openid" in claims["scopes"]:
         body["id_token"] = id_token(claims["user"], claims.get("nonce"))
@@ -351,22 +366,32 @@ def revoke():
 
 
 def count_call() -> None:
+    endpoint = request.endpoint.rpartition(".")[2]
     with state().lock:
-        state().calls[request.endpoint.rpartition(".")[2]] += 1
+        state().calls[endpoint] += 1
+        state().call_times.append((endpoint, time.time()))
 
 
 def helix_caller():
     """Check a Helix call's token and client id, as Twitch does; or refuse."""
     count_call()
+    endpoint = request.endpoint.rpartition(".")[2]
     if state().helix_failure:
         return None, oauth_error(state().helix_failure, "Service unavailable")
+    if state().helix_failures > 0:
+        with state().lock:
+            state().helix_failures -= 1
+            state().refusals.append((endpoint, time.time(), 503, None))
+        return None, oauth_error(503, "Service unavailable")
     if state().rate_limited > 0:
+        reset = int(time.time()) + 1
         with state().lock:
             state().rate_limited -= 1
+            state().refusals.append((endpoint, time.time(), 429, reset))
         response = oauth_error(429, "Too Many Requests")
         response[0].headers["Ratelimit-Limit"] = "800"
         response[0].headers["Ratelimit-Remaining"] = "0"
-        response[0].headers["Ratelimit-Reset"] = str(int(time.time()) + 1)
+        response[0].headers["Ratelimit-Reset"] = str(reset)
         return None, response
 
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -442,25 +467,50 @@ def person_by_id(user_id: str):
 
 @bp.get("/_control")
 def calls():
-    """How many calls each endpoint had."""
-    return jsonify(calls=dict(state().calls))
+    """How many calls each endpoint had, when, which were refused, and the
+    EventSub subscriptions."""
+    from app.simulator.eventsub_api import public
+
+    return jsonify(
+        calls=dict(state().calls),
+        call_times=state().call_times,
+        refusals=state().refusals,
+        subscriptions=[public(s) for s in state().subscriptions.values()],
+    )
 
 
 @bp.post("/_control")
 def control():
-    """Make Helix fail (``helix_failure``: a status, or null), rate limit the
-    next ``rate_limited`` calls, or revoke every grant of ``revoke_user``."""
+    """Make Helix fail (``helix_failure``: a status, or null; or the next
+    ``helix_failures`` calls with 503), rate limit the next ``rate_limited``
+    calls, or revoke every grant of ``revoke_user`` (and the subscriptions
+    that rest on it). The EventSub controls are in ``eventsub_api``."""
+    from app.simulator.eventsub_api import control_eventsub
+    from app.simulator.eventsub_api import revoke_user_subscriptions
+
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return oauth_error(400, "a JSON object is expected")
+    person = CAST.get(str(body.get("revoke_user", "")))
     with state().lock:
         if "helix_failure" in body:
             state().helix_failure = body["helix_failure"] or None
+        if "helix_failures" in body:
+            state().helix_failures = int(body["helix_failures"] or 0)
         if "rate_limited" in body:
             state().rate_limited = int(body["rate_limited"] or 0)
-        person = CAST.get(str(body.get("revoke_user", "")))
         if person is not None:
             state().revoked_users[person.id] = time.time()
+            state().grants.pop(person.id, None)
+    if person is not None:
+        revoke_user_subscriptions(person.id)
+    eventsub = control_eventsub(body)
     return jsonify(
-        helix_failure=state().helix_failure, rate_limited=state().rate_limited
+        helix_failure=state().helix_failure,
+        rate_limited=state().rate_limited,
+        **eventsub,
     )
+
+
+# The EventSub endpoints live in their own module, on this blueprint.
+from app.simulator import eventsub_api  # noqa: E402,F401

@@ -20,7 +20,7 @@ parent so every partition gets them. The rows and the id sequence are
 kept. SQLite keeps its plain table: this revision changes nothing there.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04
 """
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

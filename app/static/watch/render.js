@@ -104,6 +104,11 @@ function renderMeta(card, labelOf, parts) {
     const updates = plural(card.entries.length, "update");
     meta.append(createElement("span", "event-updates", updates));
   }
+  if (card.head.event.backfilled) {
+    const note = createElement("span", "event-backfilled", "backfilled");
+    note.title = "Fetched from Twitch when the channel was connected, not delivered live";
+    meta.append(note);
+  }
   for (const part of parts) meta.append(part.button);
   meta.append(renderTime(card.head.key));
   return meta;
