@@ -42,3 +42,11 @@ graceful_timeout = 10
 keepalive = 5
 # Access lines would cost more than most requests; errors still log.
 accesslog = None
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from /metrics (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
