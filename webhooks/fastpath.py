@@ -19,8 +19,6 @@ import redis
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
 
-from app import metrics
-from app.ingest import buffer_notification
 from webhooks.messages import MESSAGE_ID
 from webhooks.messages import NOTIFICATION
 from webhooks.messages import TIMESTAMP
@@ -29,6 +27,7 @@ from webhooks.messages import Refused
 from webhooks.messages import accepted_secrets
 from webhooks.messages import check_notification
 from webhooks.messages import read_message
+from webhooks.views import append_to_stream
 from webhooks.views import note_refusal
 
 logger = logging.getLogger(__name__)
@@ -76,25 +75,11 @@ class BufferedNotifications:
             note_refusal(self.client, message_id, now, e)
             return answer(start_response, e.status, (e.reason + "\n").encode())
 
-        try:
-            buffer_notification(
-                self.client,
-                self.stream,
-                message.id,
-                headers[TIMESTAMP].strip(),
-                raw,
-                now,
-            )
-        except redis.RedisError as e:
-            logger.error(
-                "EventSub %s: not buffered, Redis unavailable (%s); answered 503 "
-                "so that Twitch delivers it again",
-                message.id,
-                type(e).__name__,
-            )
-            metrics.WEBHOOKS.labels("unavailable").inc()
+        timestamp = headers[TIMESTAMP].strip()
+        if not append_to_stream(
+            self.client, self.stream, message.id, timestamp, raw, now
+        ):
             return answer(start_response, 503, UNAVAILABLE)
-        metrics.WEBHOOKS.labels("accepted").inc()
         start_response(NO_CONTENT, list(HEADERS))
         return [b""]
 

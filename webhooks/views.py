@@ -118,33 +118,39 @@ def answer(message: Message, raw: bytes, now: datetime) -> Response:
 
 
 def buffer(client: redis.Redis, message: Message, raw: bytes, now) -> Response:
-    """Append the notification to the ingest stream; 503 if Redis cannot.
+    """Append the notification to the ingest stream; 503 if Redis cannot."""
+    stream = current_app.config["INGEST_STREAM"]
+    timestamp = request.headers[TIMESTAMP].strip()
+    if not append_to_stream(client, stream, message.id, timestamp, raw, now):
+        return Response(
+            "event buffer unavailable, retry later\n", 503, mimetype="text/plain"
+        )
+    return Response(status=204)
 
-    The raw body is kept as Twitch sent it; ingest reads it again.
+
+def append_to_stream(
+    client: redis.Redis, stream: str, message_id: str, timestamp: str, raw, now
+) -> bool:
+    """Buffer a verified notification for ingest, and count the outcome.
+
+    The raw body is kept as Twitch sent it; ingest reads it again. Returns
+    False when Redis cannot take it, so the caller answers 503 and Twitch
+    delivers it again.
     """
     try:
-        buffer_notification(
-            client,
-            current_app.config["INGEST_STREAM"],
-            message.id,
-            request.headers[TIMESTAMP].strip(),
-            raw,
-            now,
-        )
+        buffer_notification(client, stream, message_id, timestamp, raw, now)
     except redis.RedisError as e:
         logger.error(
             "EventSub %s: not buffered, Redis unavailable (%s); answered 503 "
             "so that Twitch delivers it again",
-            message.id,
+            message_id,
             type(e).__name__,
         )
         metrics.WEBHOOKS.labels("unavailable").inc()
-        return Response(
-            "event buffer unavailable, retry later\n", 503, mimetype="text/plain"
-        )
+        return False
     metrics.WEBHOOKS.labels("accepted").inc()
-    logger.debug("EventSub %s: buffered", message.id)
-    return Response(status=204)
+    logger.debug("EventSub %s: buffered", message_id)
+    return True
 
 
 def answer_challenge(message: Message) -> Response:
