@@ -497,7 +497,7 @@ def token_still_good(token_id: int) -> bool:
         return True
 
     try:
-        alive = revalidate(row)
+        alive = revalidate(row) != "ended"
     except TwitchError:
         # An outage is not the token's fault: keep the session, try again
         # on a later request.
@@ -509,28 +509,34 @@ def token_still_good(token_id: int) -> bool:
     return alive
 
 
-def revalidate(row: TwitchToken) -> bool:
-    """Validate a stored token, refreshing it when it expired; end it if dead."""
+def revalidate(row: TwitchToken, margin: timedelta = REFRESH_MARGIN) -> str:
+    """Validate a stored token, refreshing it when it expires within
+    ``margin`` or Twitch refuses it; end it if dead.
+
+    Returns what happened: ``validated``, ``refreshed`` or ``ended``.
+    """
     box = current_app.extensions["token_box"]
     try:
         access = box.open(row.access_token)
     except UnreadableToken:
         end_token(row, "stored token unreadable (SECRET_KEY changed)")
-        return False
+        return "ended"
 
     expires_at = as_utc(row.expires_at)
     info = None
-    if expires_at is None or expires_at - REFRESH_MARGIN > now():
+    result = "validated"
+    if expires_at is None or expires_at - margin > now():
         info = twitch().validate(access)
     if info is None:
         info = refresh_stored(row)
+        result = "refreshed"
     if info is None:
         end_token(row, "Twitch refused the token and its refresh")
-        return False
+        return "ended"
 
     row.validated_at = now()
     row.expires_at = now() + timedelta(seconds=int(info.get("expires_in") or 0))
-    return True
+    return result
 
 
 def refresh_stored(row: TwitchToken) -> dict[str, Any] | None:

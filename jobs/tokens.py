@@ -13,16 +13,11 @@ import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import current_app
 
-from app.auth import end_token
-from app.auth import now
-from app.auth import refresh_stored
-from app.crypto import UnreadableToken
+from app.auth import revalidate
 from app.extensions import db
 from app.models import TwitchToken
 from app.twitch import TwitchError
-from app.twitch import twitch
 from jobs.context import job
 
 logger = logging.getLogger(__name__)
@@ -56,25 +51,4 @@ def validate_tokens() -> str:
 
 def check(row: TwitchToken) -> str:
     """Validate one token, refreshing it when due; say what happened."""
-    box = current_app.extensions["token_box"]
-    try:
-        access = box.open(row.access_token)
-    except UnreadableToken:
-        end_token(row, "stored token unreadable (SECRET_KEY changed)")
-        return "ended"
-
-    expires_at = row.expires_at
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=now().tzinfo)
-    due = expires_at is None or expires_at - REFRESH_AHEAD <= now()
-    info = None if due else twitch().validate(access)
-    result = "validated"
-    if info is None:
-        info = refresh_stored(row)
-        result = "refreshed"
-    if info is None:
-        end_token(row, "Twitch refused the token and its refresh")
-        return "ended"
-    row.validated_at = now()
-    row.expires_at = now() + timedelta(seconds=int(info.get("expires_in") or 0))
-    return result
+    return revalidate(row, REFRESH_AHEAD)

@@ -2,7 +2,8 @@
 
 Registered on the simulator's blueprint (``app.simulator.twitch``), so the
 jobs in ``jobs/`` create, list and delete subscriptions against it exactly
-as against Twitch (https://dev.twitch.tv/docs/api/reference/#create-eventsub-subscription):
+as against Twitch
+(https://dev.twitch.tv/docs/api/reference/#create-eventsub-subscription):
 
 - create answers 202 with the subscription pending, then sends the
   challenge to the callback, signed with the subscription's own secret;
