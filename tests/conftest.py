@@ -8,6 +8,7 @@ per run and emptied before each test.
 
 import json
 import os
+import socket
 import tempfile
 import threading
 import uuid
@@ -176,6 +177,30 @@ def message_type_of(name: str) -> str:
     if name == "webhook_callback_verification":
         return "webhook_callback_verification"
     return "notification"
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def production_env(database_url: str, **settings: str) -> dict[str, str]:
+    """Environment of a real web or ingest process in production mode."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=TEST_REDIS_URL,
+        EVENTSUB_SECRET=SECRET,
+        SECRET_KEY="test-key",
+        TWITCH_CLIENT_ID="test-client-id",
+        TWITCH_CLIENT_SECRET="test-client-secret",
+        SIMULATOR="0",
+        LOG_LEVEL="INFO",
+    )
+    env.update(settings)
+    return env
 
 
 @dataclass

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from app.simulator.commands import trigger
 from conftest import SECRET
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,14 +71,6 @@ def test_postgres_without_secrets_stops_naming_the_variable():
     result = run_cli("db", "upgrade", DATABASE_URL="postgres://nobody@127.0.0.1/x")
     assert result.returncode == 1
     assert "EVENTSUB_SECRET must be set" in result.stderr
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_run_serves_the_app_and_the_simulator_fills_it(tmp_path):

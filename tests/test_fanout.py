@@ -35,9 +35,10 @@ from app.fanout import feed_channel
 from app.fanout import pushed_key
 from app.store import event_to_json
 from app.store import store_events
-from conftest import SECRET
+from conftest import free_port
 from conftest import load_sample
 from conftest import make_test_app
+from conftest import production_env
 from conftest import serve
 
 pytestmark = pytest.mark.postgres
@@ -65,26 +66,15 @@ def streamer() -> str:
     return f"fan_{uuid.uuid4().hex[:12]}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Web:
     """A gunicorn process serving the app, as the Procfile's web runs it."""
 
     def __init__(self, postgres_url: str, log: Path, **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.update(
-            DATABASE_URL=postgres_url,
+        env = production_env(
+            postgres_url,
             REDIS_URL=REDIS_URL,
-            EVENTSUB_SECRET=SECRET,
-            SECRET_KEY="test-key",
-            TWITCH_CLIENT_ID="test-client-id",
-            TWITCH_CLIENT_SECRET="test-client-secret",
             WEB_CONCURRENCY="1",
             LOG_LEVEL="WARNING",
             **settings,

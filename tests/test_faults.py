@@ -13,7 +13,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,40 +34,19 @@ from app.ingest import GROUP
 from app.ingest import buffer_notification
 from app.ingest import dead_letter_stream
 from app.store import FEED_ORDER_LOCK
-from conftest import SECRET
 from conftest import TEST_REDIS_URL
 from conftest import compact
+from conftest import free_port
 from conftest import load_sample
 from conftest import make_test_app
 from conftest import now_timestamp
 from conftest import post_sample
+from conftest import production_env
 from conftest import signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def production_env(database_url: str, stream: str, redis_url: str = TEST_REDIS_URL):
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        INGEST_STREAM=stream,
-        EVENTSUB_SECRET=SECRET,
-        SECRET_KEY="test-key",
-        TWITCH_CLIENT_ID="test-client-id",
-        TWITCH_CLIENT_SECRET="test-client-secret",
-        SIMULATOR="0",
-        LOG_LEVEL="INFO",
-    )
-    return env
 
 
 def start_ingest(env: dict, name: str, log: Path, **settings) -> subprocess.Popen:
@@ -170,7 +148,7 @@ def test_consumer_killed_mid_batch_loses_nothing_and_stores_nothing_twice(
     # Every tenth message is delivered twice, as Twitch redelivers.
     fill_stream(client, stream, unique + unique[::10])
     engine = pg_app.extensions["db"].engine
-    env = production_env(postgres_url, stream)
+    env = production_env(postgres_url, INGEST_STREAM=stream)
     log = tmp_path / "ingest.log"
 
     victim = start_ingest(
@@ -294,7 +272,7 @@ def test_postgres_down_webhooks_still_accepted_then_backlog_drains_exactly(
     )
     web = app.test_client()
     client = app.extensions["redis"]
-    env = production_env(throwaway_postgres.url, stream)
+    env = production_env(throwaway_postgres.url, INGEST_STREAM=stream)
     log = tmp_path / "ingest.log"
     consumer = start_ingest(env, "steady", log, INGEST_BATCH_SIZE=50)
     engine = create_engine(throwaway_postgres.url)
@@ -391,7 +369,7 @@ def ping(url: str) -> bool:
 def test_same_message_to_two_web_processes_at_once_is_stored_once(
     postgres_url, stream, tmp_path, buffered
 ):
-    env = production_env(postgres_url, stream)
+    env = production_env(postgres_url, INGEST_STREAM=stream)
     if not buffered:
         env.pop("REDIS_URL")
     ports = [free_port(), free_port()]
