@@ -1,6 +1,7 @@
 """POST /webhooks/eventsub through HTTP, on SQLite and on Postgres."""
 
 import http.client
+import json
 import threading
 from datetime import UTC
 from datetime import datetime
@@ -385,6 +386,19 @@ def test_lone_surrogates_are_stored_as_replacement_characters(client, app):
     assert response.status_code == 204, response.text
     assert event.payload["event"]["message"] == "a\ufffdb\ufffd"
     assert event.user_name == "\U0001f600"
+
+
+def test_escaped_pairs_alone_are_stored_as_sent(client, app):
+    """Emoji escaped as surrogate pairs, as ASCII-only JSON writers send them."""
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "wow \U0001f600 \u00e9"
+    raw = compact(body)
+    assert b"\\ud83d\\ude00" not in raw
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    assert b"\\ud83d\\ude00" in raw
+    response = post_body(client, raw, message_id="pairs")
+    assert response.status_code == 204, response.text
+    assert stored(app, "pairs").payload["event"]["message"] == "wow \U0001f600 \u00e9"
 
 
 @pytest.mark.parametrize(
