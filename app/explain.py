@@ -3,7 +3,7 @@
 It puts together what the delivery record in Redis says (arrivals,
 refusals and why, when ingest stored it or found it already stored; see
 ``app.deliveries``), what the web processes counted under
-``app.feedbus.PUSHED_KEY`` (clients it was pushed to), the dead-letter
+``app.feedbus.pushed_key`` (clients it was pushed to), the dead-letter
 stream, and the stored rows themselves. Without Redis only the database
 can answer: refusals are not recorded in embedded mode.
 """

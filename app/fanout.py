@@ -47,11 +47,13 @@ from flask import current_app
 from prometheus_client import Gauge
 from wsproto.frame_protocol import FrameProtocol
 
+from app.feedbus import CHANNEL_PREFIX
+from app.feedbus import PUSHED_SECONDS
+from app.feedbus import feed_channel
+from app.feedbus import pushed_key
+
 logger = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "streamfeed:feed:"
-PUSHED_PREFIX = "streamfeed:pushed:"
-PUSHED_SECONDS = 7 * 24 * 3600
 # How long a websocket waits for Redis to confirm its subscription.
 SUBSCRIBE_SECONDS = 5.0
 # Embedded mode re-reads this often for events stored by another process.
@@ -69,16 +71,6 @@ WEBSOCKET_CLIENTS = Gauge(
 # Queue items besides frames.
 RESYNC = "resync"  # the feed fell behind: the page must reconnect
 CATCH_UP = "catch-up"  # read the database from the last cursor sent
-
-
-def feed_channel(login: str) -> str:
-    """The Redis channel that carries a streamer's new events."""
-    return CHANNEL_PREFIX + login
-
-
-def pushed_key(message_id: str) -> str:
-    """The Redis counter of clients a message was pushed to."""
-    return PUSHED_PREFIX + message_id
 
 
 def wire_frame(text: str) -> bytes:

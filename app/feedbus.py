@@ -4,52 +4,81 @@ After a batch of events commits, ``cli.py ingest`` publishes, for each
 streamer with new rows, one message on ``feed_channel(login)``: the JSON
 text ``{"kind": "events", "events": [...]}`` with the new rows oldest first
 (ascending cursor), exactly the frame a websocket page receives. The web
-processes relay it to their pages and count, under ``PUSHED_KEY``, how many
+processes relay it to their pages and count, under ``pushed_key``, how many
 clients each message id reached; ``cli.py explain`` reads that count.
+
+A web process subscribes to a streamer's channel only while one of its
+pages shows that streamer, and reads the database by cursor only once the
+subscription is confirmed. So ingest asks Redis which of a batch's
+channels have subscribers (``watched_channels``, after the commit) and
+builds and publishes frames for those alone: a page that subscribes after
+the question reads the committed rows from the database instead.
 """
 
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import timedelta
 from typing import Any
 
 import orjson
+import redis
 
 from app.store import event_to_json
 
-FEED_CHANNEL = "streamfeed:feed:{login}"
+CHANNEL_PREFIX = "streamfeed:feed:"
 # INCRBY by the number of clients a web process delivered the event to.
-PUSHED_KEY = "streamfeed:pushed:{message_id}"
-PUSHED_TTL = timedelta(days=7)
+PUSHED_PREFIX = "streamfeed:pushed:"
+PUSHED_SECONDS = 7 * 24 * 3600
 
 
 def feed_channel(login: str) -> str:
     """The Redis pub/sub channel carrying new events of one streamer."""
-    return FEED_CHANNEL.format(login=login)
+    return CHANNEL_PREFIX + login
 
 
 def pushed_key(message_id: str) -> str:
     """The Redis counter of clients an event was pushed to."""
-    return PUSHED_KEY.format(message_id=message_id)
+    return PUSHED_PREFIX + message_id
 
 
-def feed_frames(events: Iterable[Any]) -> dict[str, bytes]:
+def watched_channels(client: redis.Redis, events: Iterable[Any]) -> set[str]:
+    """The feed channels of these events' streamers that someone listens to.
+
+    One PUBSUB NUMSUB for all of them. Ask it only after the events are
+    committed (see the module's note).
+    """
+    channels = {feed_channel(e.streamer_name) for e in events if e.streamer_name}
+    if not channels:
+        return set()
+    counts = client.pubsub_numsub(*channels)
+    return {as_text(channel) for channel, count in counts if count}
+
+
+def as_text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def feed_frames(
+    events: Iterable[Any], channels: set[str] | None = None
+) -> dict[str, bytes]:
     """Group stored events by streamer into the frames to publish.
 
     Returns ``{channel: frame}``, each frame the UTF-8 bytes of its JSON
-    text; events without a streamer login have no feed and are left out.
+    text; events without a streamer login have no feed and are left out, as
+    are, when ``channels`` is given, streamers whose channel is not in it.
     Each frame lists its events by cursor.
     """
-    by_login: dict[str, list[Any]] = defaultdict(list)
+    by_channel: dict[str, list[Any]] = defaultdict(list)
     for event in events:
         if event.streamer_name:
-            by_login[event.streamer_name].append(event)
+            by_channel[feed_channel(event.streamer_name)].append(event)
     frames = {}
-    for login, group in by_login.items():
+    for channel, group in by_channel.items():
+        if channels is not None and channel not in channels:
+            continue
         group.sort(key=lambda e: e.id)
         frame = {"kind": "events", "events": [event_to_json(e) for e in group]}
-        frames[feed_channel(login)] = dump_frame(frame)
+        frames[channel] = dump_frame(frame)
     return frames
 
 

@@ -12,8 +12,9 @@ each entry goes to one of them. A consumer
    counts the new rows in the daily rollups, in one transaction
    (``app.store.store_events``, which also makes cursor order equal commit
    order);
-3. after the commit, publishes the new rows of each streamer on
-   ``app.feedbus.feed_channel(login)``, notes the outcome per message id
+3. after the commit, publishes the new rows of each streamer that some
+   page is watching on ``app.feedbus.feed_channel(login)``, notes the
+   outcome per message id
    for ``cli.py explain``, and only then acknowledges and deletes the
    entries (one MULTI, so an entry is never acknowledged without the
    rest).
@@ -57,6 +58,7 @@ from app import metrics
 from app.events import build_rows
 from app.events import parse_timestamp
 from app.feedbus import feed_frames
+from app.feedbus import watched_channels
 from app.store import store_events
 
 logger = logging.getLogger(__name__)
@@ -120,22 +122,29 @@ class Entry:
 
     id: str
     fields: dict[bytes, bytes]
+    payload_text: str | None = None
 
     @property
     def message_id(self) -> str:
         return self.fields.get(b"message_id", b"").decode("utf-8", "replace")
 
     def rows(self) -> list[dict[str, Any]]:
-        """The ``events`` rows of this notification, or raise ``BadEntry``."""
+        """The ``events`` rows of this notification, or raise ``BadEntry``.
+
+        When the body is one event and stands as its payload unchanged,
+        ``payload_text`` is set to the body's text, which the database can
+        take as the payload's JSON as it is.
+        """
         from webhooks.messages import Refused
         from webhooks.messages import check_notification
-        from webhooks.messages import read_body
+        from webhooks.messages import parse_body
 
         try:
             message_id = self.fields[b"message_id"].decode()
             sent_at = parse_timestamp(self.fields[b"timestamp"].decode())
             received_at = datetime.fromisoformat(self.fields[b"received_at"].decode())
-            body = read_body(self.fields[b"body"])
+            raw = self.fields[b"body"]
+            body, as_sent = parse_body(raw)
             check_notification(body)
         except KeyError as e:
             raise BadEntry(f"entry has no {e.args[0].decode()} field") from e
@@ -143,7 +152,18 @@ class Entry:
             raise BadEntry(f"entry field is unreadable: {e}") from e
         except Refused as e:
             raise BadEntry(e.reason) from e
-        return build_rows(message_id, body, sent_at, received_at)
+        rows = build_rows(message_id, body, sent_at, received_at)
+        # The payload is {"subscription": ..., "event": ...}: the body itself.
+        if as_sent and len(body) == 2 and "event" in body:
+            self.payload_text = raw.decode()
+        return rows
+
+
+def payload_texts_of(entry: Entry, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """``{message id: payload text}`` for an entry whose rows came from it."""
+    if entry.payload_text is None:
+        return {}
+    return {rows[0]["message_id"]: entry.payload_text}
 
 
 def entries_of(raw: list) -> list[Entry]:
@@ -367,6 +387,7 @@ class Consumer:
         """Store a batch, publish what was new, then acknowledge it."""
         started = time.time()
         rows: list[dict[str, Any]] = []
+        texts: dict[str, str] = {}
         readable = []
         for entry in batch:
             try:
@@ -375,16 +396,18 @@ class Consumer:
                 self.dead_letter(entry, str(e))
                 continue
             rows.extend(entry_rows)
+            if entry.payload_text is not None:
+                texts[entry_rows[0]["message_id"]] = entry.payload_text
             readable.append(entry)
         if not readable:
             return
 
-        result = self.store_batch(readable, rows)
+        result = self.store_batch(readable, rows, texts)
         if result is not None:
             self.finish(*result, started)
 
     def store_batch(
-        self, entries: list[Entry], rows: list
+        self, entries: list[Entry], rows: list, texts: dict[str, str]
     ) -> tuple[list[Entry], list] | None:
         """Store the rows of ``entries``; None if stopped before it could.
 
@@ -396,7 +419,7 @@ class Consumer:
         pause = 0.2
         while not self.stop.is_set():
             try:
-                return entries, self.store_rows(rows)
+                return entries, self.store_rows(rows, texts)
             except sa.exc.SQLAlchemyError as e:
                 if not is_database_down(e):
                     break
@@ -439,7 +462,8 @@ class Consumer:
         attempt, pause = 0, 0.2
         while not self.stop.is_set():
             try:
-                return self.store_rows(entry.rows())
+                rows = entry.rows()
+                return self.store_rows(rows, payload_texts_of(entry, rows))
             except sa.exc.SQLAlchemyError as e:
                 if is_database_down(e):
                     self.keep_claimed([entry])
@@ -465,10 +489,10 @@ class Consumer:
                 self.stop.wait(0.1 * attempt)
         return None
 
-    def store_rows(self, rows: list[dict[str, Any]]) -> list:
+    def store_rows(self, rows: list[dict[str, Any]], texts: dict[str, str]) -> list:
         session = self.sessions()
         try:
-            new_events = store_events(session, rows)
+            new_events = store_events(session, rows, texts)
             session.commit()
             return new_events
         except Exception:
@@ -505,8 +529,9 @@ class Consumer:
         ids = [e.id for e in entries]
         stream = self.settings.stream
 
+        watched = watched_channels(self.redis, new_events)
         pipe = self.redis.pipeline(transaction=True)
-        for channel, frame in feed_frames(new_events).items():
+        for channel, frame in feed_frames(new_events, watched).items():
             pipe.publish(channel, frame)
         deliveries.add_duplicates(
             pipe, [(e.message_id, e.fields.get(b"received_at", b"")) for e in dupes]

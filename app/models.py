@@ -43,7 +43,8 @@ class Event(Base):
     occurred_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
     received_at: so.Mapped[datetime] = so.mapped_column(sa.DateTime(timezone=True))
     amount: so.Mapped[int | None] = so.mapped_column(sa.BigInteger)
-    payload: so.Mapped[dict[str, Any]] = so.mapped_column(Document)
+    # JSON text on both databases (revision 0006): stored and read whole.
+    payload: so.Mapped[dict[str, Any]] = so.mapped_column(sa.JSON())
     # When it was stored: after received_at by the time it waited in the
     # ingest stream. Unset for events stored before revision 0005.
     stored_at: so.Mapped[datetime | None] = so.mapped_column(sa.DateTime(timezone=True))

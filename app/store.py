@@ -5,21 +5,24 @@ that meets an existing message id does nothing, and only the rows that were
 really inserted are returned, so only those are ever pushed to a browser.
 On SQLite the unique constraint is on ``events.message_id``. On Postgres
 ``events`` is partitioned by month, where a unique constraint would have to
-include the month, so the ids live in ``event_message_ids``: one statement
-inserts the batch's ids there first (ON CONFLICT DO NOTHING RETURNING) and
-only the ids it returns into ``events``.
+include the month, so the ids live in ``event_message_ids``: a batch is
+copied into a staging table, its ids are inserted there first (ON CONFLICT
+DO NOTHING RETURNING), the rows whose ids came back stay staged, and only
+those go into ``events``.
 """
 
 import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql
@@ -55,9 +58,15 @@ FEED_ORDER_LOCK = 0x73_74_72_65_61_6D_66_64  # "streamfd"
 
 
 def store_events(
-    session: so.Session, rows: list[dict[str, Any]]
+    session: so.Session,
+    rows: list[dict[str, Any]],
+    payload_texts: Mapping[str, str] | None = None,
 ) -> list[Event] | list["StoredEvent"]:
     """Insert event rows, skipping message ids already stored, and count them.
+
+    ``payload_texts`` may give, by message id, JSON text equal to a row's
+    payload (the notification body as received), which Postgres then takes
+    as it is instead of the payload encoded again.
 
     One INSERT stores the whole batch; the daily counts grow by the new rows
     only, in the same transaction, so a redelivery counts nothing. Returns
@@ -81,7 +90,7 @@ def store_events(
     rows = unique_by_message_id(rows)
     stored_at = datetime.now(UTC)
     if session.get_bind().dialect.name == "postgresql":
-        return store_postgres(session, rows, stored_at)
+        return store_postgres(session, rows, payload_texts or {})
 
     new_events = []
     for part in chunks(rows):
@@ -126,7 +135,8 @@ class StoredEvent:
     stored_at: datetime | None
 
 
-# The columns a batch row carries, with their Postgres types.
+# The columns a batch row carries, with their Postgres types, in the order
+# the staging table has them.
 EVENT_COLUMNS = {
     "message_id": "text",
     "subscription_id": "text",
@@ -139,30 +149,43 @@ EVENT_COLUMNS = {
     "occurred_at": "timestamptz",
     "received_at": "timestamptz",
     "amount": "bigint",
-    "payload": "jsonb",
+    "payload": "json",
 }
 _names = ", ".join(EVENT_COLUMNS)
 _types = ", ".join(f"{name} {kind}" for name, kind in EVENT_COLUMNS.items())
-# One statement for a whole batch, which travels as one JSON array: note the
-# new message ids, insert the events that were new (in the batch's order,
-# so ids follow it), and add them to the daily counts. The day is the UTC
-# day, as utc_day() and the reports cut it.
-POSTGRES_STORE = f"""
-WITH batch AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-        AS b({_types}, position integer)
-),
-fresh AS (
+# A batch is first copied into this temporary table of the session (COPY is
+# the cheapest way in; the payload, JSON text, is only checked). It is
+# created by the first batch of a session and emptied at every commit, so
+# every transaction finds it empty; with a pooler that lends a server
+# session per transaction, whichever session it gets creates its own.
+STAGING_TABLE = "streamfeed_event_batch"
+CREATE_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} "
+    f"(position integer, {_types}) ON COMMIT DELETE ROWS"
+)
+COPY_STAGING = f"COPY {STAGING_TABLE} (position, {_names}) FROM STDIN"
+# Note the batch's message ids, in a fixed order so that two batches
+# sharing ids cannot deadlock, and drop the rows whose id was already
+# stored. A concurrent batch holding one of the ids makes this wait until
+# it commits (then the row is dropped here) or rolls back (then it is
+# stored here).
+KEEP_FRESH = f"""
+WITH fresh AS (
     INSERT INTO event_message_ids (message_id, received_at)
-    SELECT message_id, received_at FROM batch
+    SELECT message_id, received_at FROM {STAGING_TABLE} ORDER BY message_id
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id
-),
-inserted AS (
+)
+DELETE FROM {STAGING_TABLE}
+WHERE message_id NOT IN (SELECT message_id FROM fresh)
+"""
+# Under the order lock: insert what is left in the batch's order, so ids
+# follow it, and add it to the daily counts. The day is the UTC day, as
+# utc_day() and the reports cut it.
+INSERT_FRESH = f"""
+WITH inserted AS (
     INSERT INTO events ({_names}, stored_at)
-    SELECT {_names}, clock_timestamp() FROM (
-        SELECT batch.* FROM batch JOIN fresh USING (message_id) ORDER BY position
-    ) AS new_rows
+    SELECT {_names}, clock_timestamp() FROM {STAGING_TABLE} ORDER BY position
     RETURNING id, message_id, streamer_name, event_type, occurred_at, stored_at
 ),
 counted AS (
@@ -180,19 +203,62 @@ SELECT id, message_id, stored_at FROM inserted ORDER BY id
 
 
 def store_postgres(
-    session: so.Session, rows: list[dict[str, Any]], stored_at: datetime
+    session: so.Session, rows: list[dict[str, Any]], payload_texts: Mapping[str, str]
 ) -> list[StoredEvent]:
-    """Store a batch on Postgres with one statement, under the order lock."""
-    session.execute(
-        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_ORDER_LOCK}
-    )
-    batch = dump_json([dict(row, position=index) for index, row in enumerate(rows)])
+    """Store a batch on Postgres: stage it, keep the new ids, insert in order.
+
+    Only the insert that draws ids, the counts and the commit run under the
+    order lock; copying the batch in and sorting out known message ids do
+    not, so batches of other consumers stage while one inserts.
+    """
+    driver = session.connection().connection.driver_connection
+    # psycopg's own cursor, for COPY; its errors are raised as SQLAlchemy's,
+    # as every other statement's are, so that callers tell a lost database
+    # from a rejected row the same way.
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(CREATE_STAGING)
+            copy_rows(cursor, rows, payload_texts)
+            cursor.execute(KEEP_FRESH)
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (FEED_ORDER_LOCK,))
+            cursor.execute(INSERT_FRESH)
+            inserted = cursor.fetchall()
+    except psycopg.Error as e:
+        raise sa.exc.DBAPIError.instance(
+            "storing a batch", None, e, psycopg.Error
+        ) from e
     by_id = {row["message_id"]: row for row in rows}
-    result = session.execute(sa.text(POSTGRES_STORE), {"rows": batch})
     return [
         StoredEvent(id=new_id, stored_at=moment, **by_id[message_id])
-        for new_id, message_id, moment in result
+        for new_id, message_id, moment in inserted
     ]
+
+
+def copy_rows(
+    cursor: psycopg.Cursor,
+    rows: list[dict[str, Any]],
+    payload_texts: Mapping[str, str],
+) -> None:
+    """COPY the batch into the staging table, numbered in order."""
+    with cursor.copy(COPY_STAGING) as copy:
+        for position, row in enumerate(rows):
+            copy.write_row(
+                (
+                    position,
+                    row["message_id"],
+                    row["subscription_id"],
+                    row["event_type"],
+                    row["event_version"],
+                    row["streamer_id"],
+                    row["streamer_name"],
+                    row["user_id"],
+                    row["user_name"],
+                    row["occurred_at"],
+                    row["received_at"],
+                    row["amount"],
+                    payload_texts.get(row["message_id"]) or dump_json(row["payload"]),
+                )
+            )
 
 
 def dump_json(value: Any) -> str:

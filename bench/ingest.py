@@ -22,6 +22,7 @@ import random
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.db import upgrade_schema  # noqa: E402
 from app.events import format_timestamp  # noqa: E402
+from app.feedbus import feed_channel  # noqa: E402
 from app.ingest import dead_letter_stream  # noqa: E402
 
 SAMPLES = ROOT / "app" / "simulator" / "samples"
@@ -66,6 +68,14 @@ def parse_args() -> argparse.Namespace:
         default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/7")
+    parser.add_argument(
+        "--watched",
+        type=int,
+        default=0,
+        help="Streamers with a page open: this script subscribes to their feed "
+        "channels, as a web process does, so ingest builds and publishes their "
+        "frames (ingest publishes only to channels someone listens to).",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the schema.")
     return parser.parse_args()
 
@@ -128,6 +138,38 @@ def fill(client: redis.Redis, stream: str, args) -> int:
     return len(set(sent))
 
 
+class Watcher:
+    """Subscribers to some streamers' feed channels, counting what arrives."""
+
+    def __init__(self, client: redis.Redis, streamers: int) -> None:
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self.events = 0
+        self.frames = 0
+        self.stopped = threading.Event()
+        if streamers:
+            self.pubsub.subscribe(
+                *(feed_channel(f"streamer_{n}") for n in range(streamers))
+            )
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self) -> None:
+        while not self.stopped.is_set():
+            if not self.pubsub.subscribed:
+                time.sleep(0.1)
+                continue
+            message = self.pubsub.get_message(timeout=0.2)
+            if message and message["type"] == "message":
+                self.frames += 1
+                self.events += len(json.loads(message["data"])["events"])
+
+    def stop(self) -> None:
+        time.sleep(0.5)
+        self.stopped.set()
+        self.thread.join(5)
+        self.pubsub.close()
+
+
 def main() -> None:
     args = parse_args()
     random.seed(7)
@@ -165,6 +207,7 @@ def main() -> None:
             LOG_LEVEL="WARNING",
         )
         engine = sa.create_engine(url)
+        watcher = Watcher(client, min(args.watched, args.streamers))
         started = time.monotonic()
         for number in range(args.consumers):
             processes.append(
@@ -201,6 +244,7 @@ def main() -> None:
                 )
             )
         engine.dispose()
+        watcher.stop()
         dead = client.xlen(dead_letter_stream(stream))
         exact = total == distinct == unique == rolled and not differences and not dead
         seconds = finished - first_row
@@ -212,6 +256,11 @@ def main() -> None:
             f"{total / seconds:,.0f} events/s ({seconds:.2f} s from the first "
             f"stored row; {finished - started:.2f} s including start-up); "
             f"dead letters {dead}; rollups {'match' if not differences else 'DIFFER'}"
+        )
+        print(
+            f"{min(args.watched, args.streamers)} of {args.streamers} streamers "
+            f"watched: {watcher.events} events published to them in "
+            f"{watcher.frames} frames"
         )
         print("command: " + shlex.join([sys.executable, *sys.argv]))
         print(

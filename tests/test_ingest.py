@@ -157,6 +157,45 @@ def test_consumer_stores_counts_publishes_then_acknowledges(
     pubsub.close()
 
 
+def test_frames_go_only_to_streamers_some_page_watches(
+    buffered_app, stream, redis_client
+):
+    """A channel nobody subscribes to gets no frame built or published."""
+    client = buffered_app.test_client()
+    # A pattern subscriber sees every PUBLISH but is not counted by NUMSUB,
+    # so it shows what ingest publishes without making it publish.
+    everything = redis_client.pubsub()
+    everything.psubscribe(feed_channel("*"))
+    watcher = redis_client.pubsub()
+    watcher.subscribe(feed_channel("example_streamer"))
+    for pubsub in (everything, watcher):
+        pubsub.get_message(timeout=1)
+    body = load_sample("channel.follow.v2")
+    body["event"]["broadcaster_user_login"] = "unwatched_streamer"
+    body["event"]["broadcaster_user_id"] = "1000002"
+    body["subscription"]["condition"]["broadcaster_user_id"] = "1000002"
+    unwatched = compact(body)
+    headers = signed_headers(unwatched, message_id="unwatched")
+    response = client.post("/webhooks/eventsub", data=unwatched, headers=headers)
+    assert response.status_code == 204
+    post_sample(client, "channel.follow.v2", message_id="watched")
+
+    drain(make_consumer(buffered_app, stream))
+
+    assert sorted(e.message_id for e in stored(buffered_app)) == [
+        "unwatched",
+        "watched",
+    ]
+    published = []
+    while message := everything.get_message(timeout=0.5):
+        published.append(message["channel"].decode())
+    assert published == [feed_channel("example_streamer")]
+    frame = json.loads(watcher.get_message(timeout=2)["data"])
+    assert [e["message_id"] for e in frame["events"]] == ["watched"]
+    everything.close()
+    watcher.close()
+
+
 def test_redis_unreachable_answers_503_and_stores_nothing(database_url, caplog):
     app = make_test_app(database_url, REDIS_URL="redis://127.0.0.1:1/0")
     client = app.test_client()

@@ -173,6 +173,16 @@ def accepted_secrets(config: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def read_body(raw: bytes) -> dict[str, Any]:
+    """The body of a delivery as a dict, or raise ``Refused`` saying why."""
+    return parse_body(raw)[0]
+
+
+def parse_body(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The body, and whether ``raw`` says exactly the same (nothing replaced).
+
+    When it does, ``raw`` can be stored as the body's JSON text instead of
+    encoding the parsed body again.
+    """
     try:
         body, strict = parse_json(raw)
     except OutOfRange as e:
@@ -197,8 +207,8 @@ def read_body(raw: bytes) -> dict[str, Any]:
     # so only a body the standard library read can hold one; escaped pairs
     # (emoji as ASCII JSON writers send them) are already joined.
     if b"\\u0000" in raw or (not strict and SURROGATE_ESCAPE.search(raw)):
-        body = replace_nul(body)
-    return body
+        return replace_nul(body), False
+    return body, strict
 
 
 def parse_json(raw: bytes) -> tuple[Any, bool]:
