@@ -42,6 +42,7 @@ PERSON_PREFIXES = (
     "broadcaster",
     "user",
 )
+PERSON_KEYS = tuple((f"{prefix}_id", f"{prefix}_login") for prefix in PERSON_PREFIXES)
 
 # Where each type keeps the actor, when it is not the usual ``user_*``.
 ACTOR_PREFIXES = {
@@ -107,15 +108,18 @@ def find_streamer(subscription: dict, event: dict) -> tuple[str | None, str | No
     condition = subscription.get("condition")
     if not isinstance(condition, dict):
         return None, None
-    streamer_id = next(
-        (str(condition[key]) for key in STREAMER_KEYS if condition.get(key)), None
-    )
-    if streamer_id is None:
+    for key in STREAMER_KEYS:
+        value = condition.get(key)
+        if value:
+            streamer_id = str(value)
+            break
+    else:
         return None, None
 
-    for prefix in PERSON_PREFIXES:
-        if str(event.get(f"{prefix}_id")) == streamer_id:
-            login = event.get(f"{prefix}_login")
+    for id_key, login_key in PERSON_KEYS:
+        value = event.get(id_key)
+        if value is not None and str(value) == streamer_id:
+            login = event.get(login_key)
             return streamer_id, str(login).lower() if login else None
     return streamer_id, None
 

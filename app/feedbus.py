@@ -47,7 +47,10 @@ def watched_channels(client: redis.Redis, events: Iterable[Any]) -> set[str]:
     One PUBSUB NUMSUB for all of them. Ask it only after the events are
     committed (see the module's note).
     """
-    channels = {feed_channel(e.streamer_name) for e in events if e.streamer_name}
+    logins = {e.streamer_name for e in events}
+    logins.discard(None)
+    logins.discard("")
+    channels = [feed_channel(login) for login in logins]
     if not channels:
         return set()
     counts = client.pubsub_numsub(*channels)
@@ -68,12 +71,13 @@ def feed_frames(
     are, when ``channels`` is given, streamers whose channel is not in it.
     Each frame lists its events by cursor.
     """
-    by_channel: dict[str, list[Any]] = defaultdict(list)
+    by_login: dict[str, list[Any]] = defaultdict(list)
     for event in events:
         if event.streamer_name:
-            by_channel[feed_channel(event.streamer_name)].append(event)
+            by_login[event.streamer_name].append(event)
     frames = {}
-    for channel, group in by_channel.items():
+    for login, group in by_login.items():
+        channel = feed_channel(login)
         if channels is not None and channel not in channels:
             continue
         group.sort(key=lambda e: e.id)

@@ -36,6 +36,7 @@ def ingest(name: str | None) -> None:
     """
     from app.ingest import Consumer
     from app.ingest import Settings
+    from app.ingest import tune_garbage_collection
     from app.partitions import ensure_partitions
 
     app = production_app()
@@ -67,6 +68,7 @@ def ingest(name: str | None) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     sessions = so.sessionmaker(engine, expire_on_commit=False)
+    tune_garbage_collection()
     consumer = Consumer(
         app.extensions["redis"],
         sessions,

@@ -16,7 +16,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -111,28 +110,30 @@ def chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [rows[i : i + INSERT_ROWS] for i in range(0, len(rows), INSERT_ROWS)]
 
 
-@dataclass(slots=True)
 class StoredEvent:
     """A newly stored event as Postgres storing returns it: an Event's fields.
 
-    Built from the rows handed in and the ids the database gave them, so
-    nothing stored travels back; ``event_to_json`` reads it as an Event.
+    The row handed in, with the id and storing time the database gave it;
+    nothing stored travels back. Its fields read as attributes, so
+    ``event_to_json`` reads it as an Event. Built for every new row of every
+    batch, so it only wraps the row; reading a field looks it up there.
     """
 
-    id: int
-    message_id: str
-    subscription_id: str | None
-    event_type: str
-    event_version: str
-    streamer_id: str | None
-    streamer_name: str | None
-    user_id: str | None
-    user_name: str | None
-    occurred_at: datetime
-    received_at: datetime
-    amount: int | None
-    payload: dict[str, Any]
-    stored_at: datetime | None
+    __slots__ = ("id", "stored_at", "row")
+
+    def __init__(self, id: int, stored_at: datetime, row: dict[str, Any]) -> None:
+        self.id = id
+        self.stored_at = stored_at
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.row[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"StoredEvent(id={self.id}, message_id={self.row['message_id']!r})"
 
 
 # The columns a batch row carries, with their Postgres types, in the order
@@ -229,7 +230,7 @@ def store_postgres(
         ) from e
     by_id = {row["message_id"]: row for row in rows}
     return [
-        StoredEvent(id=new_id, stored_at=moment, **by_id[message_id])
+        StoredEvent(new_id, moment, by_id[message_id])
         for new_id, message_id, moment in inserted
     ]
 

@@ -138,6 +138,41 @@ def fill(client: redis.Redis, stream: str, args) -> int:
     return len(set(sent))
 
 
+APPLICATION = "bench-ingest"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) a process has used, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_seconds(engine, processes) -> dict[str, float]:
+    """CPU used so far by the consumers, their Postgres server processes and
+    Redis (a server shared with anything else running, so an upper bound).
+    Postgres processes that have not started yet count from zero."""
+    with engine.connect() as connection:
+        backends = connection.scalars(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = :a "
+                "AND pid <> pg_backend_pid()"
+            ),
+            {"a": APPLICATION},
+        ).all()
+    redis_pid = subprocess.run(
+        ["pgrep", "-x", "redis-server"], capture_output=True, text=True
+    ).stdout.split()
+    return {
+        "consumers": sum(process_cpu(p.pid) for p in processes),
+        "postgres": sum(process_cpu(pid) for pid in backends),
+        "redis": sum(process_cpu(int(pid)) for pid in redis_pid[:1]),
+    }
+
+
 class Watcher:
     """Subscribers to some streamers' feed channels, counting what arrives."""
 
@@ -177,7 +212,12 @@ def main() -> None:
     admin = sa.create_engine(args.database_url)
     with admin.begin() as connection:
         connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = f"{args.database_url}?options=-csearch_path%3D{schema}"
+    # The application name marks the consumers' server processes, whose CPU
+    # time this script reads from /proc at the end.
+    url = (
+        f"{args.database_url}?options=-csearch_path%3D{schema}"
+        f"&application_name={APPLICATION}"
+    )
     stream = f"bench-{uuid.uuid4().hex[:8]}:ingest"
     client = redis.Redis.from_url(args.redis_url)
     processes = []
@@ -207,6 +247,13 @@ def main() -> None:
             LOG_LEVEL="WARNING",
         )
         engine = sa.create_engine(url)
+        # Every run starts just after a checkpoint, so that one run does not
+        # pay for the previous run's writes (needs a superuser; skipped if not).
+        try:
+            with admin.begin() as connection:
+                connection.execute(sa.text("CHECKPOINT"))
+        except sa.exc.DBAPIError as e:
+            print(f"no CHECKPOINT before the run ({type(e.orig).__name__})")
         watcher = Watcher(client, min(args.watched, args.streamers))
         started = time.monotonic()
         for number in range(args.consumers):
@@ -218,13 +265,19 @@ def main() -> None:
                 )
             )
         first_row = None
+        cpu_before, stored_before = cpu_seconds(engine, processes), 0
         while client.xlen(stream):
             if first_row is None:
                 with engine.connect() as connection:
-                    if connection.scalar(sa.text("SELECT 1 FROM events LIMIT 1")):
-                        first_row = time.monotonic()
+                    stored_before = connection.scalar(
+                        sa.text("SELECT count(*) FROM events")
+                    )
+                if stored_before:
+                    first_row = time.monotonic()
+                    cpu_before = cpu_seconds(engine, processes)
             time.sleep(0.01)
         finished = time.monotonic()
+        cpu_after = cpu_seconds(engine, processes)
         first_row = first_row or started
 
         with engine.connect() as connection:
@@ -256,6 +309,13 @@ def main() -> None:
             f"{total / seconds:,.0f} events/s ({seconds:.2f} s from the first "
             f"stored row; {finished - started:.2f} s including start-up); "
             f"dead letters {dead}; rollups {'match' if not differences else 'DIFFER'}"
+        )
+        timed = max(total - stored_before, 1)
+        used = {k: (cpu_after[k] - cpu_before[k]) / timed * 1e6 for k in cpu_after}
+        print(
+            f"CPU per stored event: {used['consumers']:.1f} us in the consumers, "
+            f"{used['postgres']:.1f} us in their Postgres server processes, "
+            f"{used['redis']:.1f} us in Redis"
         )
         print(
             f"{min(args.watched, args.streamers)} of {args.streamers} streamers "
