@@ -52,7 +52,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     configure_logging(settings["LOG_LEVEL"])
     db.init_app(app)
     if settings["REDIS_URL"]:
+        from webhooks.appender import StreamAppender
+
         app.extensions["redis"] = make_redis(settings["REDIS_URL"])
+        app.extensions["stream_appender"] = StreamAppender(
+            app.extensions["redis"], settings["INGEST_STREAM"]
+        )
     cache.init_app(app)
     sessions.init_app(app)
     csrf.init_app(app)

@@ -93,6 +93,21 @@ def dead_letter_stream(stream: str) -> str:
     return stream + DEAD_SUFFIX
 
 
+def entry_fields(
+    message_id: str, timestamp: str, raw: bytes, now: datetime
+) -> dict[str, str | bytes]:
+    """The fields of the stream entry that buffers one notification.
+
+    ``timestamp`` is Twitch's message timestamp as sent, ``raw`` the body.
+    """
+    return {
+        "message_id": message_id,
+        "timestamp": timestamp,
+        "received_at": now.isoformat(),
+        "body": raw,
+    }
+
+
 def buffer_notification(
     client: redis.Redis,
     stream: str,
@@ -104,19 +119,12 @@ def buffer_notification(
     """Append a verified notification to the stream: one XADD.
 
     A single command is atomic, so a notification is buffered whole or not
-    at all, and it is all the request waits for. ``timestamp`` is Twitch's
-    message timestamp as sent. Raises ``redis.RedisError`` when Redis
-    cannot take it.
+    at all. The web processes append through ``webhooks.appender``, which
+    sends the XADDs of concurrent requests together; this is the same
+    entry, one at a time. Raises ``redis.RedisError`` when Redis cannot
+    take it.
     """
-    client.xadd(
-        stream,
-        {
-            "message_id": message_id,
-            "timestamp": timestamp,
-            "received_at": now.isoformat(),
-            "body": raw,
-        },
-    )
+    client.xadd(stream, entry_fields(message_id, timestamp, raw, now))
 
 
 def ensure_group(client: redis.Redis, stream: str) -> None:

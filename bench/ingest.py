@@ -35,6 +35,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpu import process_cpu  # noqa: E402
+
 from app.db import upgrade_schema  # noqa: E402
 from app.events import format_timestamp  # noqa: E402
 from app.feedbus import feed_channel  # noqa: E402
@@ -139,16 +141,6 @@ def fill(client: redis.Redis, stream: str, args) -> int:
 
 
 APPLICATION = "bench-ingest"
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user and system) a process has used, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def cpu_seconds(engine, processes) -> dict[str, float]:

@@ -47,6 +47,9 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cpu import process_cpu  # noqa: E402
+from cpu import tree_cpu  # noqa: E402
+
 from app.db import upgrade_schema  # noqa: E402
 from app.ingest import dead_letter_stream  # noqa: E402
 
@@ -230,11 +233,35 @@ def send_load(port: int, args, seconds: float) -> dict:
     return merged
 
 
+def measured_load(server: subprocess.Popen, port: int, args) -> dict:
+    """One round against one server, with the CPU its processes and Redis used."""
+    redis_pid = redis_server_pid()
+    before = tree_cpu(server.pid), process_cpu(redis_pid)
+    results = send_load(port, args, args.seconds / args.rounds)
+    results["cpu"] = tree_cpu(server.pid) - before[0]
+    results["redis_cpu"] = process_cpu(redis_pid) - before[1]
+    return results
+
+
+def redis_server_pid() -> int:
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True)
+    return int(found.stdout.split()[0]) if found.stdout else 0
+
+
 def empty_results() -> dict:
-    return {"latencies": [], "statuses": {}, "errors": 0, "unique_accepted": 0}
+    return {
+        "latencies": [],
+        "statuses": {},
+        "errors": 0,
+        "unique_accepted": 0,
+        "cpu": 0.0,
+        "redis_cpu": 0.0,
+    }
 
 
 def merge(into: dict, part: dict) -> None:
+    into["cpu"] += part.get("cpu", 0.0)
+    into["redis_cpu"] += part.get("redis_cpu", 0.0)
     into["latencies"] += part["latencies"]
     into["errors"] += part["errors"]
     into["unique_accepted"] += part["unique_accepted"]
@@ -262,6 +289,13 @@ def summarize(name: str, results: dict, seconds: float) -> dict:
         f"latency p50 {summary['p50']:.1f} ms, p99 {summary['p99']:.1f} ms, "
         f"max {summary['max']:.1f} ms; statuses {results['statuses']}, "
         f"connection errors {results['errors']}",
+        flush=True,
+    )
+    answered = max(sum(results["statuses"].values()), 1)
+    print(
+        f"{name}: CPU per answered request {results['cpu'] / answered * 1e6:.0f} us "
+        f"in gunicorn's processes, {results['redis_cpu'] / answered * 1e6:.0f} us "
+        "in Redis",
         flush=True,
     )
     return summary
@@ -367,11 +401,8 @@ def main() -> None:
         ours_results = empty_results()
         hmac_results = empty_results()
         for _ in range(args.rounds):
-            merge(ours_results, send_load(port, args, args.seconds / args.rounds))
-            merge(
-                hmac_results,
-                send_load(yardstick_port, args, args.seconds / args.rounds),
-            )
+            merge(ours_results, measured_load(web, port, args))
+            merge(hmac_results, measured_load(yardstick, yardstick_port, args))
         ours = summarize("ours", ours_results, args.seconds)
         hmac_only = summarize("HMAC-only", hmac_results, args.seconds)
         for process in (web, yardstick):

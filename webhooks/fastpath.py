@@ -5,7 +5,7 @@ the secret and one XADD; the request context, routing, session and hooks
 of the full Flask app cost more than all of that together. This WSGI
 middleware answers ``POST /webhooks/eventsub`` notifications itself with
 exactly the checks, answers, logs and counts of ``webhooks.views``
-(``read_message``, ``check_notification``, then ``buffer_notification``),
+(``read_message``, ``check_notification``, then ``append_to_stream``),
 and hands every other request, including verifications and revocations,
 to the Flask app unchanged. It is installed only when Redis is configured;
 embedded mode stores in the request through the Flask view.
@@ -50,7 +50,7 @@ class BufferedNotifications:
     def __init__(self, app: Flask, wsgi_app) -> None:
         self.next = wsgi_app
         self.client: redis.Redis = app.extensions["redis"]
-        self.stream = app.config["INGEST_STREAM"]
+        self.appender = app.extensions["stream_appender"]
         self.config = app.config
         self.max_bytes = app.config["WEBHOOK_MAX_BYTES"]
 
@@ -76,9 +76,7 @@ class BufferedNotifications:
             return answer(start_response, e.status, (e.reason + "\n").encode())
 
         timestamp = headers[TIMESTAMP].strip()
-        if not append_to_stream(
-            self.client, self.stream, message.id, timestamp, raw, now
-        ):
+        if not append_to_stream(self.appender, message.id, timestamp, raw, now):
             return answer(start_response, 503, UNAVAILABLE)
         start_response(NO_CONTENT, list(HEADERS))
         return [b""]

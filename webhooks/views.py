@@ -26,9 +26,10 @@ from app.events import build_rows
 from app.events import find_streamer
 from app.extensions import broker
 from app.extensions import db
-from app.ingest import buffer_notification
+from app.ingest import entry_fields
 from app.store import record_subscription
 from app.store import store_events
+from webhooks.appender import StreamAppender
 from webhooks.messages import MESSAGE_ID
 from webhooks.messages import NOTIFICATION
 from webhooks.messages import REVOCATION
@@ -119,9 +120,9 @@ def answer(message: Message, raw: bytes, now: datetime) -> Response:
 
 def buffer(client: redis.Redis, message: Message, raw: bytes, now) -> Response:
     """Append the notification to the ingest stream; 503 if Redis cannot."""
-    stream = current_app.config["INGEST_STREAM"]
+    appender = current_app.extensions["stream_appender"]
     timestamp = request.headers[TIMESTAMP].strip()
-    if not append_to_stream(client, stream, message.id, timestamp, raw, now):
+    if not append_to_stream(appender, message.id, timestamp, raw, now):
         return Response(
             "event buffer unavailable, retry later\n", 503, mimetype="text/plain"
         )
@@ -129,7 +130,7 @@ def buffer(client: redis.Redis, message: Message, raw: bytes, now) -> Response:
 
 
 def append_to_stream(
-    client: redis.Redis, stream: str, message_id: str, timestamp: str, raw, now
+    appender: StreamAppender, message_id: str, timestamp: str, raw, now
 ) -> bool:
     """Buffer a verified notification for ingest, and count the outcome.
 
@@ -138,7 +139,7 @@ def append_to_stream(
     delivers it again.
     """
     try:
-        buffer_notification(client, stream, message_id, timestamp, raw, now)
+        appender.append(entry_fields(message_id, timestamp, raw, now))
     except redis.RedisError as e:
         logger.error(
             "EventSub %s: not buffered, Redis unavailable (%s); answered 503 "
