@@ -99,8 +99,10 @@ def format_timestamp(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
-    return text.removesuffix("+00:00") + "Z"
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # Every UTC time ends in "+00:00".
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def find_streamer(subscription: dict, event: dict) -> tuple[str | None, str | None]:

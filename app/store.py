@@ -402,23 +402,27 @@ def parse_cursor(raw: str) -> int:
     return int(raw)
 
 
-def event_to_json(event: Event) -> dict[str, Any]:
+def event_to_json(event: Event | StoredEvent) -> dict[str, Any]:
     """Describe a stored event as the API and the live feed send it."""
-    body = event.payload.get("event") or {}
-    actor = None
-    if event.user_id or event.user_name:
-        actor = {"id": event.user_id, "name": event.user_name}
+    # A StoredEvent's fields are read from its row directly: ingest builds
+    # this for every new event a page is watching.
+    row = getattr(event, "row", None)
+    get = row.__getitem__ if row is not None else event.__getattribute__
+    payload = get("payload")
+    body = payload.get("event") or {}
+    user_id, user_name = get("user_id"), get("user_name")
+    event_type = get("event_type")
     return {
         "cursor": str(event.id),
-        "message_id": event.message_id,
-        "type": event.event_type,
-        "version": event.event_version,
-        "streamer": {"id": event.streamer_id, "login": event.streamer_name},
-        "actor": actor,
-        "occurred_at": format_timestamp(event.occurred_at),
-        "received_at": format_timestamp(event.received_at),
-        "summary": summarize(event.event_type, body),
+        "message_id": get("message_id"),
+        "type": event_type,
+        "version": get("event_version"),
+        "streamer": {"id": get("streamer_id"), "login": get("streamer_name")},
+        "actor": {"id": user_id, "name": user_name} if user_id or user_name else None,
+        "occurred_at": format_timestamp(get("occurred_at")),
+        "received_at": format_timestamp(get("received_at")),
+        "summary": summarize(event_type, body),
         "event": body,
         # Stored by a job from Helix (jobs/backfill.py), not delivered live.
-        "backfilled": bool(event.payload.get("backfilled")),
+        "backfilled": bool(payload.get("backfilled")),
     }
