@@ -154,6 +154,13 @@ SETTINGS = (
         "as favorite (and no one pinned or connected the channel).",
     ),
     Setting(
+        "MESSAGE_ID_RETENTION_DAYS",
+        parse_positive_int,
+        7,
+        "Days the message ids of stored events are kept to refuse "
+        "redeliveries (Postgres); the daily storage job forgets older ones.",
+    ),
+    Setting(
         "RECONCILE_MINUTES",
         parse_positive_int,
         15,

@@ -192,7 +192,7 @@ def partitions(months_ahead: int) -> None:
     """Create the monthly partitions of events ahead of need (Postgres).
 
     Safe to run at any time and from several processes; `cli.py ingest`
-    runs it at start-up. Schedule it daily.
+    runs it at start-up and the worker's daily storage job runs it too.
     """
     from app.partitions import ensure_partitions
     from cli import make_app

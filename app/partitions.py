@@ -1,11 +1,16 @@
-"""Monthly partitions of ``events`` on Postgres, created ahead of need.
+"""Storage upkeep on Postgres: monthly partitions ahead, old message ids out.
 
 ``events`` is partitioned by month of ``received_at``. ``ensure_partitions``
 creates the partitions of this month and the next ``months_ahead`` ones; it
-runs when ``cli.py ingest`` starts and as ``cli.py partitions`` (schedule it
-daily, or run it as a release step). A row whose month has no partition yet
-lands in ``events_default`` and is never refused; creating that month's
-partition later moves such rows into it. SQLite keeps one plain table.
+runs when ``cli.py ingest`` starts, in the worker's daily storage job
+(``jobs.storage``) and as ``cli.py partitions``. A row whose month has no
+partition yet lands in ``events_default`` and is never refused; creating
+that month's partition later moves such rows into it.
+
+``event_message_ids`` holds one row per stored event, only so that a
+redelivery is recognized; ``forget_message_ids`` deletes the rows older than
+a cut-off, a chunk per transaction. SQLite keeps one plain events table,
+whose unique message ids are the events' own.
 """
 
 import logging
@@ -68,6 +73,36 @@ def ensure_partitions(
             if create_partition(connection, month):
                 created.append(partition_name(month))
     return created
+
+
+# Rows deleted per transaction, so that no delete holds locks for long.
+FORGET_CHUNK = 50_000
+
+
+def forget_message_ids(
+    engine: sa.Engine, older_than: datetime, chunk: int = FORGET_CHUNK
+) -> int:
+    """Delete message ids that arrived before ``older_than``; return how many.
+
+    A redelivery of such a message would then be stored again, so the
+    cut-off must lie past any retry: Twitch stops within hours.
+    """
+    if engine.dialect.name != "postgresql":
+        return 0
+    forgotten = 0
+    while True:
+        with engine.begin() as connection:
+            deleted = connection.execute(
+                sa.text(
+                    "DELETE FROM event_message_ids WHERE ctid = ANY(ARRAY("
+                    "SELECT ctid FROM event_message_ids "
+                    "WHERE received_at < :cutoff LIMIT :chunk))"
+                ),
+                {"cutoff": older_than, "chunk": chunk},
+            ).rowcount
+        forgotten += deleted
+        if deleted < chunk:
+            return forgotten
 
 
 def is_partitioned(connection) -> bool:

@@ -1,4 +1,4 @@
-"""Background jobs (RQ): EventSub subscriptions, reconcile, tokens, backfill.
+"""Background jobs (RQ): subscriptions, reconcile, tokens, backfill, storage.
 
 - ``context``: the app every job runs in, in a worker or in this process.
 - ``queue``: ``enqueue`` to RQ (with REDIS_URL) or to a thread of this
@@ -7,6 +7,7 @@
 - ``subscriptions``: ensure, remove and reconcile them against Helix.
 - ``tokens``: hourly validation and refresh of stored user tokens.
 - ``backfill``: a connected channel's followers, stored as follow events.
+- ``storage``: daily, partitions of ``events`` ahead and old message ids out.
 - ``worker``: ``cli.py worker``, an RQ worker with RQ's cron scheduler.
 - ``commands``: ``cli.py subscribe``, ``unsubscribe``, ``subscriptions``,
   ``reconcile`` and ``worker``.

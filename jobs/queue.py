@@ -101,12 +101,15 @@ def runner_for(app: Flask) -> InProcess:
 
 def periodic_jobs(app: Flask) -> list[tuple[Callable[..., Any], int]]:
     """The periodic jobs, with how often each runs, in seconds."""
+    from jobs.storage import STORAGE_SECONDS
+    from jobs.storage import keep_storage
     from jobs.subscriptions import reconcile
     from jobs.tokens import validate_tokens
 
     return [
         (reconcile, app.config["RECONCILE_MINUTES"] * 60),
         (validate_tokens, TOKEN_CHECK_SECONDS),
+        (keep_storage, STORAGE_SECONDS),
     ]
 
 

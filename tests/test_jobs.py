@@ -502,12 +502,13 @@ def test_the_cron_thread_queues_each_periodic_job_once_per_interval(database_url
     try:
         queued = tick(first, first_lock)
         assert sorted(j.func_name for j in queued) == [
+            "jobs.storage.keep_storage",
             "jobs.subscriptions.reconcile",
             "jobs.tokens.validate_tokens",
         ]
         assert tick(second, second_lock) == []  # another worker leads
         assert tick(first, first_lock) == []  # not due again yet
-        assert Queue(name, connection=connection).count == 2
+        assert Queue(name, connection=connection).count == 3
     finally:
         first_lock.release()
         Queue(name, connection=connection).delete(delete_jobs=True)

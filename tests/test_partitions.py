@@ -6,7 +6,9 @@ These run on Postgres only; SQLite keeps one plain events table.
 import threading
 import time
 from datetime import UTC
+from datetime import date
 from datetime import datetime
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,6 +16,9 @@ import sqlalchemy.orm as so
 
 from app.events import build_rows
 from app.partitions import ensure_partitions
+from app.partitions import forget_message_ids
+from app.partitions import month_starts
+from app.partitions import partition_name
 from app.store import store_events
 from conftest import load_sample
 from conftest import make_test_app
@@ -81,6 +86,58 @@ def test_a_redelivery_in_another_month_is_still_stored_once(engine):
     assert store(engine, rows_at("once", datetime(2031, 5, 10, tzinfo=UTC))) == []
     with engine.connect() as connection:
         assert connection.scalar(sa.text("SELECT count(*) FROM events")) == 1
+
+
+def message_ids(engine) -> list[str]:
+    with engine.connect() as connection:
+        return sorted(
+            connection.scalars(sa.text("SELECT message_id FROM event_message_ids"))
+        )
+
+
+def test_message_ids_past_the_retention_are_forgotten_in_chunks(engine):
+    old = datetime.now(UTC) - timedelta(days=10)
+    for index in range(7):
+        store(engine, rows_at(f"old-{index}", old))
+    store(engine, rows_at("recent", datetime.now(UTC) - timedelta(days=1)))
+
+    cutoff = datetime.now(UTC) - timedelta(days=7)
+    assert forget_message_ids(engine, cutoff, chunk=3) == 7
+    assert message_ids(engine) == ["recent"]
+    # The events stay; only the memory of their ids goes.
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM events")) == 8
+    assert store(engine, rows_at("recent", datetime.now(UTC))) == []
+
+
+def test_the_daily_storage_job_creates_partitions_and_forgets_old_ids(postgres_url):
+    from jobs.context import use_app
+    from jobs.storage import keep_storage
+
+    app = make_test_app(postgres_url, MESSAGE_ID_RETENTION_DAYS=2)
+    engine = app.extensions["db"].engine
+    use_app(app)
+    try:
+        store(engine, rows_at("three-days", datetime.now(UTC) - timedelta(days=3)))
+        store(engine, rows_at("today", datetime.now(UTC)))
+        with engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE " + partition_name(next_month())))
+        summary = keep_storage()
+        assert summary.startswith("1 partitions created, 1 message ids older than 2")
+        assert message_ids(engine) == ["today"]
+        with engine.connect() as connection:
+            assert connection.scalar(
+                sa.text("SELECT to_regclass(:name)"),
+                {"name": partition_name(next_month())},
+            )
+    finally:
+        use_app(None)
+        engine.dispose()
+
+
+def next_month() -> date:
+    today = datetime.now(UTC).date()
+    return month_starts(today, 2)[1]
 
 
 def test_only_the_indexes_the_feed_and_reports_need(engine):
