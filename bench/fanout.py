@@ -5,8 +5,9 @@ one gevent worker unless --workers says more, on 127.0.0.1) against
 PostgreSQL and Redis, opens N websocket clients on one streamer, then
 publishes events the way ingest does: store the rows
 (app.store.store_events, in batches, before the timed part), commit,
-PUBLISH one frame per event to ``streamfeed:feed:<login>``. Ingest is not
-part of this branch, so the publisher stands in for it; latency is
+PUBLISH one frame per event to ``streamfeed:feed:<login>``. The publisher
+stands in for ``cli.py ingest`` (whose own cost bench/ingest.py measures)
+so that the rate is exact and one frame carries one event; latency is
 measured from just before the PUBLISH to the client's read of the frame
 (one clock: every message id carries its publish time).
 
@@ -72,7 +73,7 @@ def main() -> None:
         print(
             "publisher: stores the run's events in batches of 500 and commits, "
             "then PUBLISHes one frame per event at the rate (ingest's "
-            "contract; ingest itself is not on this branch)"
+            "contract, at an exact rate)"
         )
         # Warm up first: imports, pools and caches that the first feeds
         # create once would otherwise count as memory per connection.
