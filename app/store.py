@@ -127,8 +127,11 @@ class StoredEvent:
         self.row = row
 
     def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not slots; read the row without
+        # coming back here while it is unset (as copy and pickle do).
+        row = object.__getattribute__(self, "row")
         try:
-            return self.row[name]
+            return row[name]
         except KeyError:
             raise AttributeError(name) from None
 

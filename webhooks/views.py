@@ -104,9 +104,9 @@ def answer(message: Message, raw: bytes, now: datetime) -> Response:
         return answer_challenge(message)
     if message.type == NOTIFICATION:
         check_notification(message.body)
-        client = current_app.extensions.get("redis")
-        if client is not None:
-            return buffer(client, message, raw, now)
+        appender = current_app.extensions.get("stream_appender")
+        if appender is not None:
+            return buffer(appender, message, raw, now)
         return accept_notification(message)
     if message.type == REVOCATION:
         metrics.WEBHOOKS.labels("revocation").inc()
@@ -118,9 +118,8 @@ def answer(message: Message, raw: bytes, now: datetime) -> Response:
     return Response(status=204)
 
 
-def buffer(client: redis.Redis, message: Message, raw: bytes, now) -> Response:
+def buffer(appender: StreamAppender, message: Message, raw: bytes, now) -> Response:
     """Append the notification to the ingest stream; 503 if Redis cannot."""
-    appender = current_app.extensions["stream_appender"]
     timestamp = request.headers[TIMESTAMP].strip()
     if not append_to_stream(appender, message.id, timestamp, raw, now):
         return Response(
