@@ -363,6 +363,10 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
             if not config[name]:
                 config[name] = read_or_create_secret(instance_path / filename)
 
+    # The URL first: with one of another database, the missing secrets
+    # below are not what is wrong.
+    config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
+    check_database_url(config["DATABASE_URL"])
     for name in ("EVENTSUB_SECRET", "SECRET_KEY"):
         if not config[name]:
             raise ConfigError(f"{name} must be set when DATABASE_URL names Postgres")
@@ -372,8 +376,6 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
         check_eventsub_secret(
             config["EVENTSUB_SECRET_PREVIOUS"], "EVENTSUB_SECRET_PREVIOUS"
         )
-    config["DATABASE_URL"] = normalize_database_url(config["DATABASE_URL"])
-    check_database_url(config["DATABASE_URL"])
     if config["SIMULATOR"] is None:
         config["SIMULATOR"] = embedded and not config["TWITCH_CLIENT_ID"]
     finish_twitch(config)

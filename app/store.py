@@ -315,12 +315,18 @@ def utc_day(moment: datetime) -> str:
 
 
 def record_subscription(
-    session: so.Session, subscription: dict[str, Any], streamer_id: str | None
+    session: so.Session,
+    subscription: dict[str, Any],
+    streamer_id: str | None,
+    secret_fingerprint: str | None = None,
 ) -> None:
     """Save what Twitch says of a subscription: its status, cost and condition.
 
     A revocation's status is its reason (``authorization_revoked`` and so
-    on); the time it arrived is kept as ``revoked_at``. The caller commits.
+    on); the time it arrived is kept as ``revoked_at``. A verification
+    challenge is signed with the subscription's own secret, so its
+    ``secret_fingerprint`` is known then; otherwise the one stored stays.
+    The caller commits.
     """
     now = datetime.now(UTC)
     status = clip(subscription.get("status") or "unknown", 60)
@@ -335,9 +341,12 @@ def record_subscription(
         "created_at": parse_optional_timestamp(subscription.get("created_at")),
         "updated_at": now,
         "revoked_at": None if status == "enabled" else now,
+        "secret_fingerprint": secret_fingerprint,
     }
     changes = {key: values[key] for key in ("status", "cost", "updated_at")}
     changes["revoked_at"] = values["revoked_at"]
+    if secret_fingerprint is not None:
+        changes["secret_fingerprint"] = secret_fingerprint
     statement = (
         insert_for(session, Subscription)
         .values(values)

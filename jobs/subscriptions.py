@@ -21,7 +21,6 @@ A streamer is *wanted* while a viewer has it as favorite, an operator
 pinned it (``cli.py subscribe``), or a live consent for its channel exists.
 """
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from dataclasses import field
@@ -50,6 +49,7 @@ from jobs.context import job
 from jobs.plan import Consent
 from jobs.plan import Want
 from jobs.plan import plan
+from webhooks.signature import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +85,6 @@ class Outcome:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def fingerprint(secret: str) -> str:
-    """A short hash naming a secret without showing it."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def callback_url() -> str:

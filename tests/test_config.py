@@ -152,9 +152,15 @@ def test_a_redis_url_of_another_scheme_stops_start_up_without_echoing_it(tmp_pat
         ("postgresql://u:hunter2@[::1/db", "is not a database URL"),
     ],
 )
-def test_a_database_url_we_cannot_use_stops_start_up_naming_it(tmp_path, url, problem):
-    """These were tracebacks from SQLAlchemy or a missing driver, naming nothing."""
+@pytest.mark.parametrize("secrets", ["set", "unset"])
+def test_a_database_url_we_cannot_use_stops_start_up_naming_it(
+    tmp_path, url, problem, secrets
+):
+    """These were tracebacks from SQLAlchemy or a missing driver, naming nothing;
+    and without the secrets, the missing secrets were named instead."""
     environ = dict(PRODUCTION, DATABASE_URL=url)
+    if secrets == "unset":
+        environ = {"DATABASE_URL": url}
     with pytest.raises(ConfigError, match=f"DATABASE_URL {problem}") as caught:
         configured(tmp_path, **environ)
     assert "postgres:// or postgresql://" in str(caught.value)

@@ -13,11 +13,13 @@ from werkzeug.serving import make_server
 
 from app.models import Event
 from app.models import Subscription
+from conftest import SECRET
 from conftest import compact
 from conftest import load_sample
 from conftest import make_test_app
 from conftest import post_sample
 from conftest import signed_headers
+from webhooks.signature import fingerprint
 
 URL = "/webhooks/eventsub"
 
@@ -52,6 +54,27 @@ def test_challenge_marks_the_subscription_enabled(client, app):
         subscription = db.session.scalar(sa.select(Subscription))
     assert subscription.status == "enabled"
     assert subscription.type == "channel.follow"
+
+
+@pytest.mark.parametrize("signed_with", ["current", "previous"])
+def test_a_challenge_records_which_secret_the_subscription_has(
+    database_url, signed_with
+):
+    """Twitch signs the challenge with the subscription's own secret; without
+    recording it, `cli.py subscriptions` called every such one outdated."""
+    previous = "the-previous-secret-0123"
+    app = make_test_app(database_url, EVENTSUB_SECRET_PREVIOUS=previous)
+    secret = SECRET if signed_with == "current" else previous
+    response = post_sample(
+        app.test_client(), "webhook_callback_verification", secret=secret
+    )
+    assert response.status_code == 200, response.text
+    with app.app_context():
+        from app.extensions import db
+
+        subscription = db.session.scalar(sa.select(Subscription))
+    assert subscription.secret_fingerprint == fingerprint(secret)
+    app.extensions["db"].engine.dispose()
 
 
 def test_stores_a_notification_with_its_fields(client, app):

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from app.events import parse_timestamp
-from webhooks.signature import verify_signature
+from webhooks.signature import signing_secret
 
 SIGNATURE = "Twitch-Eventsub-Message-Signature"
 MESSAGE_ID = "Twitch-Eventsub-Message-Id"
@@ -87,6 +87,8 @@ class Message:
     retry: int
     sent_at: datetime
     body: dict[str, Any]
+    # Which of the accepted secrets signed it: 0 the current, 1 the previous.
+    secret_index: int = 0
 
     @property
     def subscription(self) -> dict[str, Any]:
@@ -109,16 +111,19 @@ def read_message(
     if len(values[MESSAGE_ID]) > MAX_MESSAGE_ID:
         raise Refused(400, f"{MESSAGE_ID} is longer than {MAX_MESSAGE_ID} characters")
 
-    if not verify_signature(
+    secret_index = signing_secret(
         secrets, values[MESSAGE_ID], values[TIMESTAMP], raw, signature
-    ):
+    )
+    if secret_index is None:
         raise Refused(403, "signature does not match", BAD_SIGNATURE)
 
     sent_at = read_sent_at(values[TIMESTAMP], now)
     retry = read_retry(values[RETRY])
     body = read_body(raw)
     check_batch_ids(values[MESSAGE_ID], body)
-    return Message(values[MESSAGE_ID], values[MESSAGE_TYPE], retry, sent_at, body)
+    return Message(
+        values[MESSAGE_ID], values[MESSAGE_TYPE], retry, sent_at, body, secret_index
+    )
 
 
 def read_sent_at(timestamp: str, now: datetime) -> datetime:

@@ -27,14 +27,31 @@ def verify_signature(
     body: bytes,
     signature: str,
 ) -> bool:
-    """Tell whether ``signature`` was made with one of ``secrets``.
+    """Tell whether ``signature`` was made with one of ``secrets``."""
+    return signing_secret(secrets, message_id, timestamp, body, signature) is not None
+
+
+def signing_secret(
+    secrets: tuple[str, ...],
+    message_id: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+) -> int | None:
+    """The position in ``secrets`` of the one ``signature`` was made with.
 
     Every secret is tried, so the time taken does not reveal which one
-    matched; each comparison is constant-time.
+    matched; each comparison is constant-time. None when none did.
     """
     given = signature.encode("ascii", "replace")
-    matched = False
-    for secret in secrets:
+    matched = None
+    for index, secret in enumerate(secrets):
         expected = sign(secret, message_id, timestamp, body).encode("ascii")
-        matched |= hmac.compare_digest(expected, given)
+        if hmac.compare_digest(expected, given) and matched is None:
+            matched = index
     return matched
+
+
+def fingerprint(secret: str) -> str:
+    """A short hash naming a secret without showing it."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]

@@ -42,6 +42,7 @@ from webhooks.messages import accepted_secrets
 from webhooks.messages import check_challenge
 from webhooks.messages import check_notification
 from webhooks.messages import read_message
+from webhooks.signature import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ def answer_challenge(message: Message) -> Response:
     """Echo the challenge as plain text, which enables the subscription."""
     challenge = check_challenge(message.body)
     subscription = dict(message.subscription, status="enabled")
-    save_subscription(subscription)
+    signed_with = fingerprint(secrets()[message.secret_index])
+    save_subscription(subscription, signed_with)
     logger.info("EventSub subscription %r: challenge answered", subscription["id"])
     return Response(challenge, 200, mimetype="text/plain")
 
@@ -192,8 +194,10 @@ def accept_revocation(message: Message) -> Response:
     return Response(status=204)
 
 
-def save_subscription(subscription: dict) -> None:
+def save_subscription(
+    subscription: dict, secret_fingerprint: str | None = None
+) -> None:
     streamer_id, _ = find_streamer(subscription, {})
     session = db.session
-    record_subscription(session, subscription, streamer_id)
+    record_subscription(session, subscription, streamer_id, secret_fingerprint)
     session.commit()
