@@ -196,6 +196,49 @@ def test_frames_go_only_to_streamers_some_page_watches(
     watcher.close()
 
 
+@pytest.mark.parametrize(
+    "shape", ["pretty", "duplicate key", "nul", "escaped pair", "batch"]
+)
+def test_the_stored_payload_is_the_body_whichever_way_it_was_written(
+    buffered_app, stream, redis_client, shape
+):
+    """A single-event body is stored as the text Twitch sent when nothing in
+    it had to be replaced; either way the payload reads back as parsed."""
+    body = load_sample("channel.cheer.v1")
+    raw = json.dumps(body, indent=2, ensure_ascii=False).encode()
+    expected = {"subscription": body["subscription"], "event": body["event"]}
+    if shape == "duplicate key":
+        # Parsers keep the last of a repeated key; so does reading it back.
+        raw = raw[:-1] + b', "event": ' + json.dumps(body["event"]).encode() + b"}"
+        raw = raw.replace(b'"bits": 1000', b'"bits": 7', 1)
+    elif shape == "nul":
+        raw = raw.replace(b'"message": "', b'"message": "\\u0000', 1)
+        expected["event"]["message"] = "\ufffd" + body["event"]["message"]
+    elif shape == "escaped pair":
+        raw = raw.replace(b'"message": "', b'"message": "\\ud83d\\ude00', 1)
+        expected["event"]["message"] = "\U0001f600" + body["event"]["message"]
+    elif shape == "batch":
+        batched = {"subscription": body["subscription"], "events": []}
+        batched["events"].append({"id": "b-0", "data": body["event"]})
+        raw = json.dumps(batched).encode()
+    headers = signed_headers(raw, message_id="shaped")
+    response = buffered_app.test_client().post(
+        "/webhooks/eventsub", data=raw, headers=headers
+    )
+    assert response.status_code == 204, response.text
+
+    drain(make_consumer(buffered_app, stream))
+
+    (event,) = stored(buffered_app)
+    assert event.payload == expected
+    engine = buffered_app.extensions["db"].engine
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            text = connection.scalar(sa.text("SELECT payload::text FROM events"))
+        as_sent = shape in ("pretty", "duplicate key", "escaped pair")
+        assert (text == raw.decode()) is as_sent
+
+
 def test_redis_unreachable_answers_503_and_stores_nothing(database_url, caplog):
     app = make_test_app(database_url, REDIS_URL="redis://127.0.0.1:1/0")
     client = app.test_client()

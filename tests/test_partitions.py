@@ -88,6 +88,25 @@ def test_a_redelivery_in_another_month_is_still_stored_once(engine):
         assert connection.scalar(sa.text("SELECT count(*) FROM events")) == 1
 
 
+def test_text_that_copy_escapes_is_stored_as_it_came(engine):
+    """Rows go in through COPY's text format: tabs, newlines, backslashes and
+    its null marker must come back unchanged."""
+    odd = "a\tb\\c\nd\\N\re"
+    rows = rows_at(odd, datetime.now(UTC))
+    rows[0]["user_name"] = "\\N"
+    rows[0]["payload"]["event"]["user_name"] = odd
+    rows[0]["streamer_name"] = None
+    (event,) = store(engine, rows)
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.text("SELECT message_id, user_name, streamer_name, payload FROM events")
+        ).one()
+    assert stored.message_id == odd == event.message_id
+    assert stored.user_name == "\\N"
+    assert stored.streamer_name is None
+    assert stored.payload["event"]["user_name"] == odd
+
+
 def message_ids(engine) -> list[str]:
     with engine.connect() as connection:
         return sorted(
