@@ -344,6 +344,10 @@ def load_config(
     return config
 
 
+# Flask signs session cookies with SECRET_KEY; a short one can be guessed.
+MIN_SECRET_KEY = 32
+
+
 def finish_config(config: dict[str, Any], instance_path: Path) -> None:
     """Derive the mode-dependent values and check the secrets.
 
@@ -370,6 +374,12 @@ def finish_config(config: dict[str, Any], instance_path: Path) -> None:
     for name in ("EVENTSUB_SECRET", "SECRET_KEY"):
         if not config[name]:
             raise ConfigError(f"{name} must be set when DATABASE_URL names Postgres")
+    if not embedded and len(config["SECRET_KEY"]) < MIN_SECRET_KEY:
+        raise ConfigError(
+            f"SECRET_KEY must be at least {MIN_SECRET_KEY} characters in production "
+            "(it signs the session cookies); make one with: python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
     check_eventsub_secret(config["EVENTSUB_SECRET"])
     if config["EVENTSUB_SECRET_PREVIOUS"]:

@@ -414,6 +414,7 @@ class Consumer:
         started = time.time()
         rows: list[dict[str, Any]] = []
         texts: dict[str, str] = {}
+        seen: set[str] = set()
         readable = []
         for entry in batch:
             try:
@@ -422,8 +423,12 @@ class Consumer:
                 self.dead_letter(entry, str(e))
                 continue
             rows.extend(entry_rows)
-            if entry.payload_text is not None:
-                texts[entry_rows[0]["message_id"]] = entry.payload_text
+            # Storing keeps the first row of a message id; only the entry
+            # that row came from may give its payload text.
+            first_id = entry_rows[0]["message_id"]
+            if entry.payload_text is not None and first_id not in seen:
+                texts[first_id] = entry.payload_text
+            seen.update(row["message_id"] for row in entry_rows)
             readable.append(entry)
         if not readable:
             return

@@ -183,7 +183,7 @@ class Web:
             DATABASE_URL=database_url,
             REDIS_URL=redis_url,
             EVENTSUB_SECRET="bench-secret-0123456789",
-            SECRET_KEY="bench-key",
+            SECRET_KEY="bench-secret-key-of-32-characters-or-more",
             TWITCH_CLIENT_ID="bench-client-id",
             TWITCH_CLIENT_SECRET="bench-client-secret",
             WEB_CONCURRENCY=str(workers),

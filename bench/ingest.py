@@ -233,7 +233,7 @@ def main() -> None:
             INGEST_STREAM=stream,
             INGEST_BATCH_SIZE=str(args.batch_size),
             EVENTSUB_SECRET=SECRET,
-            SECRET_KEY="bench-key",
+            SECRET_KEY="bench-secret-key-of-32-characters-or-more",
             TWITCH_CLIENT_ID="bench",
             TWITCH_CLIENT_SECRET="bench",
             SIMULATOR="0",

@@ -361,7 +361,7 @@ def main() -> None:
         REDIS_URL=args.redis_url,
         INGEST_STREAM=stream,
         EVENTSUB_SECRET=SECRET,
-        SECRET_KEY="bench-key",
+        SECRET_KEY="bench-secret-key-of-32-characters-or-more",
         TWITCH_CLIENT_ID="bench",
         TWITCH_CLIENT_SECRET="bench",
         SIMULATOR="0",

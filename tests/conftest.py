@@ -31,6 +31,8 @@ POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 # Tests that use Redis use this database number, never FLUSHALL it.
+# Production mode wants 32 characters or more.
+TEST_SECRET_KEY = "test-secret-key-of-at-least-32-characters"
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TABLES = (
     "events",
@@ -75,7 +77,7 @@ def make_test_app(database_url: str, **overrides):
         "TESTING": True,
         "DATABASE_URL": database_url,
         "EVENTSUB_SECRET": SECRET,
-        "SECRET_KEY": "test-key",
+        "SECRET_KEY": TEST_SECRET_KEY,
         "SIMULATOR": False,
         # Never called: tests that talk to Twitch use the simulator's.
         "TWITCH_CLIENT_ID": "test-client-id",
@@ -193,7 +195,7 @@ def production_env(database_url: str, **settings: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         REDIS_URL=TEST_REDIS_URL,
         EVENTSUB_SECRET=SECRET,
-        SECRET_KEY="test-key",
+        SECRET_KEY=TEST_SECRET_KEY,
         TWITCH_CLIENT_ID="test-client-id",
         TWITCH_CLIENT_SECRET="test-client-secret",
         SIMULATOR="0",

@@ -54,10 +54,17 @@ def test_a_client_id_without_its_secret_stops_start_up(tmp_path, provider):
 PRODUCTION = {
     "DATABASE_URL": "postgres://u@h/db",
     "EVENTSUB_SECRET": "0123456789abcdef",
-    "SECRET_KEY": "k",
+    "SECRET_KEY": "a-production-key-of-32-characters-or-more",
     "TWITCH_CLIENT_ID": "abc",
     "TWITCH_CLIENT_SECRET": "def",
 }
+
+
+def test_a_short_secret_key_stops_production_start_up_without_showing_it(tmp_path):
+    environ = dict(PRODUCTION, SECRET_KEY="hunter2-is-short")
+    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32") as caught:
+        configured(tmp_path, **environ)
+    assert "hunter2" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["EVENTSUB_SECRET", "SECRET_KEY", "TWITCH_CLIENT_ID"])

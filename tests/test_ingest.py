@@ -25,6 +25,7 @@ from app.models import Event
 from app.reports import find_rollup_differences
 from conftest import SECRET
 from conftest import TEST_REDIS_URL
+from conftest import TEST_SECRET_KEY
 from conftest import compact
 from conftest import load_sample
 from conftest import make_test_app
@@ -162,42 +163,43 @@ def test_frames_go_only_to_streamers_some_page_watches(
 ):
     """A channel nobody subscribes to gets no frame built or published."""
     client = buffered_app.test_client()
+    # Pub/sub channels span every Redis database: logins of this test alone.
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    watched, unwatched = prefix + "watched", prefix + "unwatched"
     # A pattern subscriber sees every PUBLISH but is not counted by NUMSUB,
     # so it shows what ingest publishes without making it publish.
     everything = redis_client.pubsub()
-    everything.psubscribe(feed_channel("*"))
+    everything.psubscribe(feed_channel(prefix + "*"))
     watcher = redis_client.pubsub()
-    watcher.subscribe(feed_channel("example_streamer"))
+    watcher.subscribe(feed_channel(watched))
     for pubsub in (everything, watcher):
         pubsub.get_message(timeout=1)
-    body = load_sample("channel.follow.v2")
-    body["event"]["broadcaster_user_login"] = "unwatched_streamer"
-    body["event"]["broadcaster_user_id"] = "1000002"
-    body["subscription"]["condition"]["broadcaster_user_id"] = "1000002"
-    unwatched = compact(body)
-    headers = signed_headers(unwatched, message_id="unwatched")
-    response = client.post("/webhooks/eventsub", data=unwatched, headers=headers)
-    assert response.status_code == 204
-    post_sample(client, "channel.follow.v2", message_id="watched")
+    for number, login in enumerate((unwatched, watched)):
+        body = load_sample("channel.follow.v2")
+        streamer_id = f"90000{number}"
+        body["event"]["broadcaster_user_login"] = login
+        body["event"]["broadcaster_user_id"] = streamer_id
+        body["subscription"]["condition"]["broadcaster_user_id"] = streamer_id
+        raw = compact(body)
+        headers = signed_headers(raw, message_id=login)
+        response = client.post("/webhooks/eventsub", data=raw, headers=headers)
+        assert response.status_code == 204
 
     drain(make_consumer(buffered_app, stream))
 
-    assert sorted(e.message_id for e in stored(buffered_app)) == [
-        "unwatched",
-        "watched",
-    ]
+    assert sorted(e.message_id for e in stored(buffered_app)) == [unwatched, watched]
     published = []
     while message := everything.get_message(timeout=0.5):
         published.append(message["channel"].decode())
-    assert published == [feed_channel("example_streamer")]
+    assert published == [feed_channel(watched)]
     frame = json.loads(watcher.get_message(timeout=2)["data"])
-    assert [e["message_id"] for e in frame["events"]] == ["watched"]
+    assert [e["message_id"] for e in frame["events"]] == [watched]
     everything.close()
     watcher.close()
 
 
 @pytest.mark.parametrize(
-    "shape", ["pretty", "duplicate key", "nul", "escaped pair", "batch"]
+    "shape", ["pretty", "duplicate key", "nul", "escaped pair", "batch", "exponent"]
 )
 def test_the_stored_payload_is_the_body_whichever_way_it_was_written(
     buffered_app, stream, redis_client, shape
@@ -210,13 +212,19 @@ def test_the_stored_payload_is_the_body_whichever_way_it_was_written(
     if shape == "duplicate key":
         # Parsers keep the last of a repeated key; so does reading it back.
         raw = raw[:-1] + b', "event": ' + json.dumps(body["event"]).encode() + b"}"
-        raw = raw.replace(b'"bits": 1000', b'"bits": 7', 1)
+        raw = raw.replace(b'"bits": 100', b'"bits": 7', 1)
+        assert b'"bits": 7' in raw
     elif shape == "nul":
         raw = raw.replace(b'"message": "', b'"message": "\\u0000', 1)
         expected["event"]["message"] = "\ufffd" + body["event"]["message"]
     elif shape == "escaped pair":
         raw = raw.replace(b'"message": "', b'"message": "\\ud83d\\ude00', 1)
         expected["event"]["message"] = "\U0001f600" + body["event"]["message"]
+    elif shape == "exponent":
+        # A float reads it as 0.0; Postgres cannot read the text as a number.
+        raw = raw.replace(b'"bits": 100', b'"bits": 100, "tiny": 1e-99999', 1)
+        assert b"1e-99999" in raw
+        expected["event"]["tiny"] = 0.0
     elif shape == "batch":
         batched = {"subscription": body["subscription"], "events": []}
         batched["events"].append({"id": "b-0", "data": body["event"]})
@@ -235,8 +243,35 @@ def test_the_stored_payload_is_the_body_whichever_way_it_was_written(
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
             text = connection.scalar(sa.text("SELECT payload::text FROM events"))
+            # As JSONB too (what revision 0006's downgrade does).
+            assert connection.scalar(sa.text("SELECT payload::jsonb FROM events"))
         as_sent = shape in ("pretty", "duplicate key", "escaped pair")
         assert (text == raw.decode()) is as_sent
+
+
+def test_two_copies_of_a_message_in_one_batch_store_the_first_whole(
+    buffered_app, stream, redis_client
+):
+    """Columns and payload must come from the same copy, the one kept."""
+    from datetime import UTC
+    from datetime import datetime
+
+    from app.ingest import buffer_notification
+
+    now = datetime.now(UTC)
+    timestamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    for bits in (1, 7):
+        body = load_sample("channel.cheer.v1")
+        body["event"]["bits"] = bits
+        buffer_notification(
+            redis_client, stream, "twice", timestamp, compact(body), now
+        )
+
+    drain(make_consumer(buffered_app, stream))
+
+    (event,) = stored(buffered_app)
+    assert event.amount == 1
+    assert event.payload["event"]["bits"] == 1
 
 
 def test_redis_unreachable_answers_503_and_stores_nothing(database_url, caplog):
@@ -305,7 +340,7 @@ def env_for(app, stream: str) -> dict[str, str]:
         "REDIS_URL": TEST_REDIS_URL,
         "INGEST_STREAM": stream,
         "EVENTSUB_SECRET": app.config["EVENTSUB_SECRET"],
-        "SECRET_KEY": "test-key",
+        "SECRET_KEY": TEST_SECRET_KEY,
         "TWITCH_CLIENT_ID": "test-client-id",
         "TWITCH_CLIENT_SECRET": "test-client-secret",
         "SIMULATOR": "0",

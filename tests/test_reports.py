@@ -14,6 +14,7 @@ from app.reports import load_reports
 from app.store import store_events
 from cli import cli
 from conftest import SECRET
+from conftest import TEST_SECRET_KEY
 from conftest import load_sample
 
 MARCH_14 = datetime(2026, 3, 14, 18, 30, tzinfo=UTC)
@@ -66,7 +67,7 @@ def filled(app, monkeypatch):
         db.session.commit()
     monkeypatch.setenv("DATABASE_URL", app.config["DATABASE_URL"])
     monkeypatch.setenv("EVENTSUB_SECRET", SECRET)
-    monkeypatch.setenv("SECRET_KEY", "test-key")
+    monkeypatch.setenv("SECRET_KEY", TEST_SECRET_KEY)
     monkeypatch.setenv("TWITCH_CLIENT_ID", "test-client-id")
     monkeypatch.setenv("TWITCH_CLIENT_SECRET", "test-client-secret")
     return app
