@@ -87,9 +87,10 @@ def store_events(
         return []
 
     rows = unique_by_message_id(rows)
-    stored_at = datetime.now(UTC)
     if session.get_bind().dialect.name == "postgresql":
         return store_postgres(session, rows, payload_texts or {})
+
+    stored_at = datetime.now(UTC)
 
     new_events = []
     for part in chunks(rows):

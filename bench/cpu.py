@@ -6,6 +6,7 @@ scheduler splits the cores between the processes of a run.
 """
 
 import os
+import subprocess
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -36,3 +37,9 @@ def children(pid: int) -> list[int]:
 def tree_cpu(pid: int) -> float:
     """CPU seconds of a process and its children as they are now."""
     return process_cpu(pid) + sum(process_cpu(child) for child in children(pid))
+
+
+def redis_server_pid() -> int:
+    """The local redis-server's process id (0 when there is none)."""
+    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True)
+    return int(found.stdout.split()[0]) if found.stdout else 0

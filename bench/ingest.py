@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cpu import process_cpu  # noqa: E402
+from cpu import redis_server_pid  # noqa: E402
 
 from app.db import upgrade_schema  # noqa: E402
 from app.events import format_timestamp  # noqa: E402
@@ -155,13 +156,10 @@ def cpu_seconds(engine, processes) -> dict[str, float]:
             ),
             {"a": APPLICATION},
         ).all()
-    redis_pid = subprocess.run(
-        ["pgrep", "-x", "redis-server"], capture_output=True, text=True
-    ).stdout.split()
     return {
         "consumers": sum(process_cpu(p.pid) for p in processes),
         "postgres": sum(process_cpu(pid) for pid in backends),
-        "redis": sum(process_cpu(int(pid)) for pid in redis_pid[:1]),
+        "redis": process_cpu(redis_server_pid()),
     }
 
 

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cpu import process_cpu  # noqa: E402
+from cpu import redis_server_pid  # noqa: E402
 from cpu import tree_cpu  # noqa: E402
 
 from app.db import upgrade_schema  # noqa: E402
@@ -241,11 +242,6 @@ def measured_load(server: subprocess.Popen, port: int, args) -> dict:
     results["cpu"] = tree_cpu(server.pid) - before[0]
     results["redis_cpu"] = process_cpu(redis_pid) - before[1]
     return results
-
-
-def redis_server_pid() -> int:
-    found = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True)
-    return int(found.stdout.split()[0]) if found.stdout else 0
 
 
 def empty_results() -> dict:
