@@ -25,7 +25,7 @@ class Cache:
         if url:
             store: BaseCache = RedisCache(
                 make_redis(url),
-                key_prefix=app.config.get("CACHE_KEY_PREFIX", "streamfeed:cache:"),
+                key_prefix=app.config["CACHE_KEY_PREFIX"],
             )
         else:
             store = SimpleCache(threshold=10_000)

@@ -240,6 +240,13 @@ SETTINGS = (
         "Redis. Unset: files and memory under instance/.",
     ),
     Setting(
+        "CACHE_KEY_PREFIX",
+        parse_stream_key,
+        "streamfeed:cache:",
+        "Prefix of the cache keys in Redis (the app access token, user "
+        "lookups); give each deployment that shares one Redis its own.",
+    ),
+    Setting(
         "INGEST_STREAM",
         parse_stream_key,
         "streamfeed:ingest",

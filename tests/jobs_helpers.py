@@ -49,6 +49,9 @@ def worker_environ(server, **extra: str) -> dict[str, str]:
             "TWITCH_API_BASE_URL": config["TWITCH_API_BASE_URL"],
             "EVENTSUB_CALLBACK_URL": config["EVENTSUB_CALLBACK_URL"],
             "REDIS_URL": REDIS_URL,
+            # The app's own cache, as in a deployment: another test's app
+            # token (signed by another simulator) must not be read here.
+            "CACHE_KEY_PREFIX": config["CACHE_KEY_PREFIX"],
             "SIMULATOR": "0",
             "LOG_LEVEL": "INFO",
         }
