@@ -281,18 +281,15 @@ class RedisRelay(LocalRelay):
         self.redis = redis.Redis.from_url(url, decode_responses=True)
         self._pubsub = self.redis.pubsub()
         self._channels: dict[str, Channel] = {}
-        self._send_lock = threading.Lock()
+        self._subscribe_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._stopped = threading.Event()
 
     @contextmanager
     def open(self, streamer: str) -> Iterator[Feed]:
         feed = Feed(streamer, self.queue_size)
-        channel, first = self._add_feed(feed)
         try:
-            if first:
-                self._start()
-                self._send(self._pubsub.subscribe, feed_channel(streamer))
+            channel = self._add_feed(feed)
             if not channel.ready.wait(SUBSCRIBE_SECONDS):
                 raise RelayUnavailable(f"Redis did not confirm {streamer}'s channel")
         except RelayUnavailable:
@@ -308,33 +305,40 @@ class RedisRelay(LocalRelay):
             WEBSOCKET_CLIENTS.dec()
             self._remove_feed(feed)
 
-    def _add_feed(self, feed: Feed) -> tuple[Channel, bool]:
-        with self._lock:
-            feeds = self._feeds.setdefault(feed.streamer, set())
-            first = not feeds
-            feeds.add(feed)
+    # A streamer's first feed subscribes and its last one unsubscribes.
+    # ``_subscribe_lock`` holds from that change of feeds until the command is
+    # sent, so the commands reach Redis in the order the feeds changed: an
+    # unsubscribe can never follow the subscribe of a page that opened
+    # after it, and leave that page deaf.
+
+    def _add_feed(self, feed: Feed) -> Channel:
+        with self._subscribe_lock:
+            with self._lock:
+                feeds = self._feeds.setdefault(feed.streamer, set())
+                first = not feeds
+                feeds.add(feed)
+                if first:
+                    self._channels[feed.streamer] = Channel()
+                channel = self._channels[feed.streamer]
             if first:
-                self._channels[feed.streamer] = Channel()
-            return self._channels[feed.streamer], first
+                self._start()
+                self._pubsub.subscribe(feed_channel(feed.streamer))
+            return channel
 
     def _remove_feed(self, feed: Feed) -> None:
-        with self._lock:
-            feeds = self._feeds.get(feed.streamer, set())
-            feeds.discard(feed)
-            if feeds:
-                return
-            self._feeds.pop(feed.streamer, None)
-            self._channels.pop(feed.streamer, None)
-        try:
-            self._send(self._pubsub.unsubscribe, feed_channel(feed.streamer))
-        except (redis.RedisError, OSError) as e:
-            # The connection is gone; redis-py resubscribes only what remains.
-            logger.warning("Relay: could not unsubscribe %s (%s)", feed.streamer, e)
-
-    def _send(self, command, *args) -> None:
-        """Send a (un)subscribe; the listener reads the confirmation."""
-        with self._send_lock:
-            command(*args)
+        with self._subscribe_lock:
+            with self._lock:
+                feeds = self._feeds.get(feed.streamer, set())
+                feeds.discard(feed)
+                if feeds:
+                    return
+                self._feeds.pop(feed.streamer, None)
+                self._channels.pop(feed.streamer, None)
+            try:
+                self._pubsub.unsubscribe(feed_channel(feed.streamer))
+            except (redis.RedisError, OSError) as e:
+                # The connection is gone; redis-py resubscribes what remains.
+                logger.warning("Relay: could not unsubscribe %s (%s)", feed.streamer, e)
 
     def _start(self) -> None:
         with self._lock:

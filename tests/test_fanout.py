@@ -424,3 +424,51 @@ def test_bad_and_empty_frames_are_skipped(serve_app, publisher, streamer):
     events = store_and_publish(engine, publisher, streamer, [f"{streamer}-ok"])
     assert read_events(ws) == events
     ws.close()
+
+
+def test_a_page_opening_as_the_last_one_closes_keeps_its_channel(publisher, streamer):
+    """The last page of a streamer closes while another opens, many times.
+
+    Whichever goes first, the page that stays open must still be subscribed:
+    an unsubscribe sent after the new page's subscribe would leave it deaf.
+    """
+    relay = fanout.RedisRelay(REDIS_URL, 8)
+    channel = feed_channel(streamer)
+    frame = json.dumps({"kind": "events", "events": [{"cursor": 1}]})
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # let the threads interleave finely
+    done = threading.Event()
+
+    def others():
+        # Other streamers' pages come and go: their (un)subscribes contend.
+        while not done.is_set():
+            with relay.open(f"{streamer}_{uuid.uuid4().hex[:6]}"):
+                pass
+
+    busy = [threading.Thread(target=others) for _ in range(2)]
+    for thread in busy:
+        thread.start()
+    try:
+        for _ in range(1000):
+            closing = relay.open(streamer)
+            closing.__enter__()
+            both = threading.Barrier(2)
+
+            def close(closing=closing, both=both):
+                both.wait()
+                closing.__exit__(None, None, None)
+
+            thread = threading.Thread(target=close)
+            thread.start()
+            both.wait()
+            with relay.open(streamer) as feed:
+                thread.join()
+                time.sleep(0.001)  # an unsubscribe sent last reaches Redis
+                assert publisher.publish(channel, frame), "the open page is deaf"
+                assert feed.take(2)
+    finally:
+        done.set()
+        for thread in busy:
+            thread.join()
+        sys.setswitchinterval(switch)
+        relay.stop()
