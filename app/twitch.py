@@ -175,15 +175,19 @@ class Twitch:
         self.cache.set(key, user or {}, lifetime)
         return user
 
-    def moderated_channels(self, user_id: str, **kwargs) -> list[dict[str, Any]]:
-        """The channels a user moderates, every page (needs the user's token)."""
+    def moderated_channels(self, user_id: str, user_token: str) -> list[dict[str, Any]]:
+        """The channels a user moderates, every page.
+
+        Only with a token just issued at sign-in, so no refresh: a refresh
+        part-way would leave the later pages asking with the old token.
+        """
         channels, after = [], None
         for _ in range(100):
             params = {"user_id": user_id, "first": 100}
             if after:
                 params["after"] = after
             response = self.helix(
-                "GET", "/moderation/channels", params=params, **kwargs
+                "GET", "/moderation/channels", params=params, user_token=user_token
             )
             body = self.json_of(response, "moderated channels")
             channels.extend(body.get("data") or [])
