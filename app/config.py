@@ -161,6 +161,14 @@ SETTINGS = (
         "redeliveries (Postgres); the daily storage job forgets older ones.",
     ),
     Setting(
+        "EVENT_RETENTION_MONTHS",
+        parse_whole_number,
+        0,
+        "Months of raw events kept before the current one (Postgres): the "
+        "daily storage job drops older monthly partitions; rollup counts "
+        "stay. 0 keeps every month.",
+    ),
+    Setting(
         "RECONCILE_MINUTES",
         parse_positive_int,
         15,

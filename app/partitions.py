@@ -1,11 +1,13 @@
-"""Storage upkeep on Postgres: monthly partitions ahead, old message ids out.
+"""Storage upkeep on Postgres: monthly partitions, old message ids out.
 
 ``events`` is partitioned by month of ``received_at``. ``ensure_partitions``
 creates the partitions of this month and the next ``months_ahead`` ones; it
 runs when ``cli.py ingest`` starts, in the worker's daily storage job
 (``jobs.storage``) and as ``cli.py partitions``. A row whose month has no
 partition yet lands in ``events_default`` and is never refused; creating
-that month's partition later moves such rows into it.
+that month's partition later moves such rows into it. With
+EVENT_RETENTION_MONTHS set, ``drop_old_partitions`` drops whole months of
+raw events past it in the same daily job.
 
 ``event_message_ids`` holds one row per stored event, only so that a
 redelivery is recognized; ``forget_message_ids`` deletes the rows older than
@@ -14,6 +16,7 @@ whose unique message ids are the events' own.
 """
 
 import logging
+import re
 from datetime import UTC
 from datetime import date
 from datetime import datetime
@@ -52,17 +55,7 @@ def ensure_partitions(
     with engine.begin() as connection:
         if not is_partitioned(connection):
             return []
-        existing = set(
-            connection.scalars(
-                sa.text(
-                    "SELECT c.relname FROM pg_inherits i "
-                    "JOIN pg_class c ON c.oid = i.inhrelid "
-                    "JOIN pg_class p ON p.oid = i.inhparent "
-                    "WHERE p.relname = 'events' "
-                    "AND p.relnamespace = to_regnamespace(current_schema())"
-                )
-            )
-        )
+        existing = set(partition_names(connection))
         missing = [m for m in wanted if partition_name(m) not in existing]
         if not missing:
             return []
@@ -73,6 +66,72 @@ def ensure_partitions(
             if create_partition(connection, month):
                 created.append(partition_name(month))
     return created
+
+
+def drop_old_partitions(
+    engine: sa.Engine, keep_months: int, now: datetime | None = None
+) -> list[str]:
+    """Drop the partitions of months before the last ``keep_months`` ones.
+
+    The current month and the ``keep_months`` before it stay; older months'
+    raw events go, a partition at a time (rows of such months that wait in
+    ``events_default`` too). The rollups, and the reports read from them,
+    keep their counts. ``keep_months`` of 0 keeps everything. Returns the
+    names dropped, oldest first.
+    """
+    if engine.dialect.name != "postgresql" or keep_months <= 0:
+        return []
+    today = (now or datetime.now(UTC)).date()
+    months = today.year * 12 + today.month - 1 - keep_months
+    cutoff = date(months // 12, months % 12 + 1, 1)
+    with engine.begin() as connection:
+        if not is_partitioned(connection):
+            return []
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PARTITION_LOCK}
+        )
+        old = sorted(
+            name
+            for name in partition_names(connection)
+            if (month := month_of(name)) is not None and month < cutoff
+        )
+        for name in old:
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+            logger.info("Partition %s dropped (older than %s)", name, cutoff)
+        connection.execute(
+            sa.text(
+                "DELETE FROM events_default "
+                "WHERE received_at < CAST(:cutoff AS timestamptz)"
+            ),
+            {"cutoff": cutoff.isoformat()},
+        )
+    return old
+
+
+def month_of(name: str) -> date | None:
+    """The month of a partition named by ``partition_name``, else None."""
+    match = PARTITION_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return date(int(match["year"]), int(match["month"]), 1)
+
+
+PARTITION_NAME = re.compile(r"events_y(?P<year>\d{4})m(?P<month>0[1-9]|1[0-2])")
+
+
+def partition_names(connection) -> list[str]:
+    """The partitions of ``events`` in the current schema."""
+    return list(
+        connection.scalars(
+            sa.text(
+                "SELECT c.relname FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_class p ON p.oid = i.inhparent "
+                "WHERE p.relname = 'events' "
+                "AND p.relnamespace = to_regnamespace(current_schema())"
+            )
+        )
+    )
 
 
 # Rows deleted per transaction, so that no delete holds locks for long.

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.events import build_rows
+from app.partitions import drop_old_partitions
 from app.partitions import ensure_partitions
 from app.partitions import forget_message_ids
 from app.partitions import month_starts
@@ -129,21 +130,30 @@ def test_message_ids_past_the_retention_are_forgotten_in_chunks(engine):
     assert store(engine, rows_at("recent", datetime.now(UTC))) == []
 
 
-def test_the_daily_storage_job_creates_partitions_and_forgets_old_ids(postgres_url):
+def test_the_daily_storage_job_keeps_partitions_ids_and_months(postgres_url):
     from jobs.context import use_app
     from jobs.storage import keep_storage
 
-    app = make_test_app(postgres_url, MESSAGE_ID_RETENTION_DAYS=2)
+    app = make_test_app(
+        postgres_url, MESSAGE_ID_RETENTION_DAYS=2, EVENT_RETENTION_MONTHS=1
+    )
     engine = app.extensions["db"].engine
     use_app(app)
     try:
+        long_ago = datetime.now(UTC) - timedelta(days=100)
+        ensure_partitions(engine, months_ahead=0, now=long_ago)
+        store(engine, rows_at("long-ago", long_ago))
         store(engine, rows_at("three-days", datetime.now(UTC) - timedelta(days=3)))
         store(engine, rows_at("today", datetime.now(UTC)))
         with engine.begin() as connection:
             connection.execute(sa.text("DROP TABLE " + partition_name(next_month())))
         summary = keep_storage()
-        assert summary.startswith("1 partitions created, 1 message ids older than 2")
+        assert summary == (
+            "1 partitions created, 2 message ids older than 2 days forgotten, "
+            "1 old partitions dropped"
+        )
         assert message_ids(engine) == ["today"]
+        assert partition_of(engine, "long-ago") is None
         with engine.connect() as connection:
             assert connection.scalar(
                 sa.text("SELECT to_regclass(:name)"),
@@ -152,6 +162,38 @@ def test_the_daily_storage_job_creates_partitions_and_forgets_old_ids(postgres_u
     finally:
         use_app(None)
         engine.dispose()
+
+
+def test_months_past_the_event_retention_are_dropped_and_counts_stay(engine):
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    ensure_partitions(engine, months_ahead=3, now=datetime(2026, 1, 15, tzinfo=UTC))
+    moments = {
+        "no-partition": datetime(2025, 6, 1, tzinfo=UTC),  # in events_default
+        "january": datetime(2026, 1, 20, tzinfo=UTC),
+        "march": datetime(2026, 3, 31, 23, 59, tzinfo=UTC),
+        "april": datetime(2026, 4, 1, tzinfo=UTC),
+        "recent": now,
+    }
+    for message_id, moment in moments.items():
+        store(engine, rows_at(message_id, moment))
+    assert partition_of(engine, "no-partition") == "events_default"
+    counts = rollup_total(engine)
+
+    assert drop_old_partitions(engine, keep_months=0, now=now) == []
+    # The current month and the 8 before it: April 2026 on.
+    dropped = drop_old_partitions(engine, keep_months=8, now=now)
+
+    assert dropped == ["events_y2026m01", "events_y2026m02", "events_y2026m03"]
+    with engine.connect() as connection:
+        left = connection.scalars(sa.text("SELECT message_id FROM events"))
+        assert sorted(left) == ["april", "recent"]
+    assert rollup_total(engine) == counts == 5
+    assert drop_old_partitions(engine, keep_months=8, now=now) == []
+
+
+def rollup_total(engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(sa.text("SELECT sum(count) FROM event_counts"))
 
 
 def next_month() -> date:
