@@ -207,11 +207,21 @@ def entry_age_seconds(entry_id: str, now: float) -> float:
     return max(0.0, now - int(entry_id.split("-")[0]) / 1000)
 
 
+# Postgres errors (SQLSTATE) that say the database cannot take writes now,
+# whatever the rows: wait them out rather than count a try. A read-only
+# transaction (a standby during failover) and a table or column missing
+# (the schema not yet migrated) would otherwise dead-letter every entry.
+NOT_WRITABLE_STATES = frozenset({"25006", "42P01", "42703"})
+
+
 def is_database_down(error: Exception) -> bool:
-    """Tell a lost or refused connection (retry) from a rejected row."""
+    """Tell a lost, refused or read-only database (retry) from a rejected row."""
     if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
         return True
-    return isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    state = getattr(error.orig, "sqlstate", None)
+    return error.connection_invalidated or state in NOT_WRITABLE_STATES
 
 
 def consumer_name() -> str:

@@ -368,6 +368,45 @@ def test_a_row_the_database_rejects_is_dead_lettered_alone(
     app.extensions["db"].engine.dispose()
 
 
+@pytest.mark.postgres
+def test_a_read_only_database_is_waited_out_not_dead_lettered(
+    postgres_url, stream, redis_client
+):
+    """As during a failover, when the consumer reaches a standby."""
+    app = make_test_app(postgres_url, REDIS_URL=TEST_REDIS_URL, INGEST_STREAM=stream)
+    client = app.test_client()
+    for index in range(3):
+        post_sample(client, "channel.follow.v2", message_id=f"ro-{index}")
+    read_only = sa.create_engine(
+        postgres_url,
+        connect_args={"options": "-c default_transaction_read_only=on"},
+    )
+    consumer = Consumer(
+        app.extensions["redis"],
+        so.sessionmaker(read_only, expire_on_commit=False),
+        settings_for(stream),
+        name="on-standby",
+    )
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not redis_client.xpending(stream, GROUP)["pending"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.0)  # several tries' worth: 3 tries of a row take 0.3 s
+    consumer.stop.set()
+    thread.join(5)
+    read_only.dispose()
+
+    assert stored(app) == []
+    assert redis_client.xlen(dead_letter_stream(stream)) == 0
+    assert redis_client.xpending(stream, GROUP)["pending"] == 3
+    time.sleep(0.2)
+    drain(make_consumer(app, stream, name="on-primary", claim_idle_ms=100))
+    assert [e.message_id for e in stored(app)] == [f"ro-{i}" for i in range(3)]
+    app.extensions["db"].engine.dispose()
+
+
 def test_entries_of_a_stopped_consumer_are_claimed_by_another(
     buffered_app, stream, redis_client
 ):
