@@ -6,12 +6,14 @@ does. One Chromium serves every test; each test gets a fresh server, so a
 fresh origin with empty storage.
 """
 
+import contextlib
 import copy
 import json
 import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -65,12 +67,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """One headless Chromium with a throwaway profile, for every test here."""
+@contextlib.contextmanager
+def headless_chromium(log: str) -> Iterator[webdriver.Chrome]:
+    """A headless Chromium with a throwaway profile, keeping ``log`` entries
+    ("performance" for network events, "browser" for the console)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    options.set_capability("goog:loggingPrefs", {log: "ALL"})
     for argument in CHROMIUM_ARGUMENTS:
         options.add_argument(argument)
 
@@ -83,6 +86,13 @@ def chromium():
             yield browser
         finally:
             browser.quit()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for every test here."""
+    with headless_chromium("performance") as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -8,18 +8,15 @@ chart holds through Chart.js itself.
 import csv
 import io
 import os
-import tempfile
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from test_browser import CHROMEDRIVER
 from test_browser import CHROMIUM
-from test_browser import CHROMIUM_ARGUMENTS
 from test_browser import WAIT_SECONDS
+from test_browser import headless_chromium
 from test_reports import DATA
 from test_reports import event_of
 from test_stats import store
@@ -51,21 +48,8 @@ pytestmark = [
 @pytest.fixture
 def driver():
     """A headless Chromium that keeps its console messages."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    for argument in CHROMIUM_ARGUMENTS:
-        options.add_argument(argument)
-
-    with tempfile.TemporaryDirectory(prefix="streamfeed-chromium-") as profile:
-        options.add_argument(f"--user-data-dir={profile}")
-        browser = webdriver.Chrome(
-            options=options, service=Service(executable_path=CHROMEDRIVER)
-        )
-        try:
-            yield browser
-        finally:
-            browser.quit()
+    with headless_chromium("browser") as browser:
+        yield browser
 
 
 def open_stats(driver, url: str) -> dict[str, dict]:
