@@ -191,6 +191,7 @@ def connect():
         channel = normalize_login(request.args.get("channel") or viewer.login)
     except ValueError as e:
         raise SignInProblem(f"Cannot connect that channel: {e}.") from e
+    g.connecting = channel
     session["auth_intent"] = {"purpose": CHANNEL, "channel": channel}
     return begin(oauth_client("twitch_channel"), "twitch")
 
@@ -216,6 +217,8 @@ def callback(provider: str):
 
     intent = session.pop("auth_intent", None) or {}
     purpose = intent.get("purpose", SIGN_IN)
+    if purpose == CHANNEL:
+        g.connecting = intent.get("channel") or ""
     client_name = "twitch_channel" if purpose == CHANNEL else provider
     token = fetch_token(oauth_client(client_name), provider)
 
@@ -239,8 +242,18 @@ def logout():
 
 @bp.app_errorhandler(SignInProblem)
 def show_problem(e: SignInProblem):
+    """The problem, titled by what the viewer was doing, and a way to retry."""
     db.session.rollback()
-    return render_template("auth/problem.html", message=e.message), e.status
+    channel = g.get("connecting")
+    if channel is None:
+        title, retry = "Sign-in did not finish", None
+    else:
+        title = "Connecting the channel did not finish"
+        retry = url_for("auth.connect", channel=channel or None)
+    page = render_template(
+        "auth/problem.html", title=title, message=e.message, retry=retry
+    )
+    return page, e.status
 
 
 # Steps of the flow

@@ -104,6 +104,8 @@ def watch(login: str):
         ws_url_path=f"/ws/streamers/{login}",
         channel=describe_channel(db.session, login),
         type_groups=group_feed_types(),
+        # Back from connecting the channel (app/auth.py finish_connect).
+        just_connected=request.args.get("connected") == "1",
     )
 
 

@@ -159,6 +159,7 @@ def test_a_denied_consent_says_so_and_offers_to_try_again(twitch_server):
     end = sign_in(requests.Session(), twitch_server.url, deny=True)
     assert end.status_code == 400
     assert "You did not allow streamfeed on Twitch." in end.text
+    assert "<h1>Sign-in did not finish</h1>" in end.text
     assert "Try again with Twitch" in end.text
 
 
@@ -387,6 +388,7 @@ def test_a_moderator_connects_the_channel_they_moderate(twitch_server):
     sign_in(http, twitch_server.url, account="mod_maria")
     _, end = connect(http, twitch_server.url, "mod_maria", channel="example_streamer")
     assert end.url.endswith("/watch/example_streamer?connected=1"), end.text
+    assert "Channel connected." in end.text
     channel = [t for t in rows(twitch_server, TwitchToken) if t.purpose == "channel"]
     assert [(t.twitch_user_id, t.channel_id) for t in channel] == [
         ("3000001", "1000001")
@@ -398,7 +400,9 @@ def test_a_viewer_cannot_connect_someone_elses_channel(twitch_server):
     sign_in(http, twitch_server.url)
     _, end = connect(http, twitch_server.url, "viewer_one", channel="example_streamer")
     assert end.status_code == 400
+    assert "<h1>Connecting the channel did not finish</h1>" in end.text
     assert "You are not a moderator of example_streamer" in end.text
+    assert "/auth/connect?channel=example_streamer" in end.text
 
 
 def test_connecting_with_another_twitch_account_is_refused(twitch_server):
