@@ -691,6 +691,24 @@ def test_three_columns_on_a_wide_screen_stacked_on_a_phone(driver, live_server):
     assert overflow == 0
 
 
+def test_the_connected_notice_keeps_the_columns_in_the_window(driver, live_server):
+    def overflow() -> int:
+        return driver.execute_script(
+            "return document.documentElement.scrollHeight - window.innerHeight;"
+        )
+
+    driver.get(f"{live_server.url}/watch/example_streamer?connected=1")
+    wait_for_status(driver, "connected")
+    notice = box(driver, ".connected-notice")
+    player, feed = box(driver, ".player"), box(driver, ".feed-panel")
+    assert notice["y"] + notice["height"] <= player["y"] == feed["y"]
+    assert overflow() == 0
+
+    open_watch_page(driver, live_server.url)
+    assert driver.find_elements(By.CSS_SELECTOR, ".connected-notice") == []
+    assert overflow() == 0
+
+
 def background(driver) -> str:
     return driver.execute_script(
         "return getComputedStyle(document.body).backgroundColor;"
