@@ -109,9 +109,12 @@ def run(host: str, port: int | None, threads: int) -> None:
     """Serve the app with gunicorn, and the simulator when it is on."""
     from app.server import serve
 
+    if port:
+        # As PORT, for the worker's app too: the simulator's URLs (sign-in,
+        # Helix, the webhook) are built from it.
+        os.environ["PORT"] = str(port)
     app = make_app()
-    port = port or app.config["PORT"]
-    serve(app.config, host, port, threads)
+    serve(app.config, host, app.config["PORT"], threads)
 
 
 @contextmanager

@@ -78,7 +78,7 @@ def test_run_serves_the_app_and_the_simulator_fills_it(tmp_path):
     url = f"sqlite:///{tmp_path}/run.db"
     assert run_cli("db", "upgrade", DATABASE_URL=url).returncode == 0
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PORT")}
     env |= {"DATABASE_URL": url, "SIMULATOR": "1", "SIMULATOR_RATE": "20"}
     server = subprocess.Popen(
         [sys.executable, "cli.py", "run", "--port", str(port)],
@@ -89,9 +89,13 @@ def test_run_serves_the_app_and_the_simulator_fills_it(tmp_path):
     )
     try:
         events = wait_for_events(f"http://localhost:{port}/api/events")
+        # Sign-in goes to the simulator on --port, not on PORT's default.
+        consent = requests.get(f"http://localhost:{port}/auth/login/twitch", timeout=5)
     finally:
         server.terminate()
         server.wait(timeout=20)
+    assert consent.status_code == 200
+    assert consent.url.startswith(f"http://localhost:{port}/simulator/twitch/")
     assert len(events) >= 5
     assert {e["streamer"]["login"] for e in events} <= {
         "example_streamer",
