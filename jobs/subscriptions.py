@@ -377,6 +377,24 @@ def remove_streamer(streamer_id: str) -> str:
     return str(outcome)
 
 
+def logins_of(streamer_ids: set[str]) -> dict[str, str]:
+    """The logins of streamers known here by id alone, as Helix has them.
+
+    A subscription found at Twitch names its streamer by id only; without a
+    login its streamer would be listed, and looked up, by the id. When
+    Twitch cannot be asked, the ids stay for the next run.
+    """
+    ids = sorted(streamer_ids)
+    logins: dict[str, str] = {}
+    try:
+        for start in range(0, len(ids), 100):
+            for user in twitch().get_users(ids=ids[start : start + 100]):
+                logins[str(user["id"])] = user["login"]
+    except (TwitchError, KeyError) as e:
+        logger.warning("Reconcile: could not look up streamer logins (%s)", e)
+    return logins
+
+
 def needs_renewal(found: dict[str, Any], row: Subscription | None) -> bool:
     """Whether a subscription Twitch lists must be deleted and created anew."""
     status = found.get("status")
@@ -444,10 +462,17 @@ def reconcile() -> str:
         if r.streamer_id
     }
     seen |= {s.id for s in db.session.scalars(sa.select(Streamer))}
+    # Streamers known by id alone (found only in Twitch's list): by login.
+    unnamed = set()
+    for streamer_id in seen:
+        streamer = db.session.get(Streamer, streamer_id)
+        if streamer is None or streamer.login == streamer_id:
+            unnamed.add(streamer_id)
+    logins = logins_of(unnamed)
     for streamer_id in sorted(seen):
-        streamer = db.session.get(Streamer, streamer_id) or save_streamer(
-            streamer_id, None
-        )
+        streamer = db.session.get(Streamer, streamer_id)
+        if streamer is None or streamer_id in logins:
+            streamer = save_streamer(streamer_id, logins.get(streamer_id))
         if streamer_id in wanted:
             streamer.unwanted_since = None
             continue

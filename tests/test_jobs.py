@@ -341,6 +341,8 @@ def test_reconcile_repairs_a_deleted_and_a_failed_one_and_removes_an_orphan(serv
     assert orphan["id"] in ids
     (example,) = stored(server, Streamer, Streamer.id == EXAMPLE[0])
     assert example.unwanted_since is not None
+    # Known here only from Twitch's list, by id: its login was looked up.
+    assert example.login == EXAMPLE[1]
 
     enqueue(server, reconcile)
     output = work(server, UNSUBSCRIBE_GRACE_HOURS="0")
