@@ -335,8 +335,12 @@ def ensure(streamer_id: str, login: str | None = None) -> Outcome:
     save_streamer(streamer_id, login)
     db.session.commit()
     consents = consents_for(streamer_id)
-    wants, notes = plan(streamer_id, [c for _, c in consents])
+    wants, missing = plan(streamer_id, [c for _, c in consents])
     rows = rows_of(streamer_id)
+    # A type Twitch delivers already (a consent given outside streamfeed,
+    # or one we no longer hold) is kept, not reported as missing.
+    delivered = {r.type for r in rows if r.status in LIVE}
+    notes = {kind: why for kind, why in missing.items() if kind not in delivered}
     outcome = Outcome(notes=notes)
     for want in wants:
         live = [

@@ -435,6 +435,26 @@ def test_the_command_line_subscribes_lists_and_unsubscribes(server):
     assert stored(server) == []
 
 
+def test_a_scoped_type_twitch_already_delivers_is_not_reported_missing(server):
+    """As in embedded mode: the simulator's channels come with subscriptions."""
+    from app.simulator.eventsub_api import seed_runner_subscriptions
+
+    seed_runner_subscriptions(server.app)
+    enqueue(server, reconcile)
+    work(server)
+
+    result = cli(server, "subscribe", "example_streamer")
+
+    assert result.returncode == 0, result.stderr
+    # Still reported: a scoped type the simulator has no subscription for.
+    reward_update = "channel.channel_points_custom_reward_redemption.update"
+    assert f"{reward_update}: not subscribed, the streamer has not connected" in (
+        result.stdout
+    )
+    assert "channel.cheer: not subscribed" not in result.stdout
+    assert channel_state(server, EXAMPLE[1])["channel.cheer"]["live"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
