@@ -461,7 +461,9 @@ class Consumer:
         while not self.stop.is_set():
             try:
                 return entries, self.store_rows(rows, texts)
-            except sa.exc.SQLAlchemyError as e:
+            except Exception as e:
+                # Anything else a row can cause (the database refusing it,
+                # text the driver cannot encode) is found entry by entry.
                 if not is_database_down(e):
                     break
                 logger.warning(
@@ -505,7 +507,7 @@ class Consumer:
             try:
                 rows = entry.rows()
                 return self.store_rows(rows, payload_texts_of(entry, rows))
-            except sa.exc.SQLAlchemyError as e:
+            except Exception as e:
                 if is_database_down(e):
                     self.keep_claimed([entry])
                     self.stop.wait(pause)

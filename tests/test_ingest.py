@@ -249,6 +249,27 @@ def test_the_stored_payload_is_the_body_whichever_way_it_was_written(
         assert (text == raw.decode()) is as_sent
 
 
+def test_raw_surrogate_bytes_are_stored_replaced_and_stop_nothing(
+    buffered_app, stream, redis_client
+):
+    """Such a body once passed the webhook and then crashed every consumer."""
+    client = buffered_app.test_client()
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "LONE"
+    raw = compact(body).replace(b"LONE", b"a\xed\xa0\x80b")
+    headers = signed_headers(raw, message_id="raw-surrogate")
+    response = client.post("/webhooks/eventsub", data=raw, headers=headers)
+    assert response.status_code == 204, response.text
+    post_sample(client, "channel.follow.v2", message_id="after-it")
+
+    drain(make_consumer(buffered_app, stream))
+
+    events = {e.message_id: e for e in stored(buffered_app)}
+    assert events.keys() == {"raw-surrogate", "after-it"}
+    assert events["raw-surrogate"].payload["event"]["message"] == "a\ufffdb"
+    assert redis_client.xlen(dead_letter_stream(stream)) == 0
+
+
 def test_two_copies_of_a_message_in_one_batch_store_the_first_whole(
     buffered_app, stream, redis_client
 ):

@@ -411,6 +411,16 @@ def test_lone_surrogates_are_stored_as_replacement_characters(client, app):
     assert event.user_name == "\U0001f600"
 
 
+def test_raw_surrogate_bytes_are_stored_as_replacement_characters(client, app):
+    """The bytes of a lone surrogate, not valid UTF-8, yet read by the parser."""
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "LONE"
+    raw = compact(body).replace(b"LONE", b"a\xed\xa0\x80b")
+    response = post_body(client, raw, message_id="raw-surrogate")
+    assert response.status_code == 204, response.text
+    assert stored(app, "raw-surrogate").payload["event"]["message"] == "a\ufffdb"
+
+
 def test_escaped_pairs_alone_are_stored_as_sent(client, app):
     """Emoji escaped as surrogate pairs, as ASCII-only JSON writers send them."""
     body = load_sample("channel.cheer.v1")

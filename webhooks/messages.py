@@ -46,8 +46,10 @@ MAX_MESSAGE_ID = 100
 MAX_DEPTH = 32
 
 # A ``\uD800``-style escape may leave a lone surrogate, which neither
-# database can store (valid pairs are already joined by the parser).
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# database can store (valid pairs are already joined by the parser); so may
+# the bytes of one written raw (ED A0 to ED BF), which UTF-8 forbids but the
+# standard library's parser lets through.
+SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # A run of digits orjson could not hold as a 64-bit integer, found by
 # turning every digit into 0 (bytes.translate is far faster than a regex).
@@ -215,7 +217,7 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], bool]:
     # surrogate; keep the rest of the event. orjson refuses lone surrogates,
     # so only a body the standard library read can hold one; escaped pairs
     # (emoji as ASCII JSON writers send them) are already joined.
-    if b"\\u0000" in raw or (not strict and SURROGATE_ESCAPE.search(raw)):
+    if b"\\u0000" in raw or (not strict and SURROGATE.search(raw)):
         return replace_nul(body), False
     return body, strict
 
