@@ -152,7 +152,8 @@ def describe(facts: dict[str, Any]) -> list[str]:
         if facts["redis"]:
             lines.append(
                 "It never reached us, or its record expired (stored events are "
-                "kept; refusals are remembered 1 day, skipped copies 7 days)."
+                "kept; refusals are remembered 1 day, or among the newest 10,000 "
+                "when unsigned; skipped copies 7 days)."
             )
         else:
             lines.append("It was never stored (refusals are recorded only with Redis).")

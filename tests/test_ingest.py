@@ -10,12 +10,16 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 import redis
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from app.events import format_timestamp
 from app.feedbus import feed_channel
 from app.ingest import GROUP
 from app.ingest import Consumer
@@ -496,6 +500,36 @@ def test_explain_tells_what_became_of_a_delivery(buffered_app, stream, redis_cli
     assert "Nothing is known of message never-seen" in unknown.output
     assert runner.invoke(explain, [" "], env=env).exit_code == 2
     redis_client.delete(pushed_key(message_id))
+
+
+def test_unsigned_refusals_cannot_fill_redis(buffered_app, redis_client):
+    """Anyone may send those, with a new message id each time."""
+    from app.deliveries import UNSIGNED_KEPT
+    from app.deliveries import UNSIGNED_REFUSALS
+    from app.deliveries import read_record
+    from app.deliveries import record_key
+    from app.deliveries import record_refusal
+    from webhooks.messages import Refused
+
+    client = buffered_app.test_client()
+    prefix = f"flood-{uuid.uuid4().hex[:8]}"
+    for index in range(20):
+        post_sample(client, "channel.cheer.v1", f"{prefix}-{index}", secret="not-it")
+    stale_id = f"{prefix}-stale"
+    old = format_timestamp(datetime.now(UTC) - timedelta(minutes=11))
+    stale = post_sample(client, "channel.cheer.v1", stale_id, timestamp=old)
+    assert stale.status_code == 400
+    assert not any(redis_client.exists(record_key(f"{prefix}-{i}")) for i in range(20))
+    assert read_record(redis_client, f"{prefix}-7")["refusal"] == "bad_signature"
+    # A signed refusal keeps its own record.
+    assert redis_client.hget(record_key(stale_id), "refusal") == b"stale"
+
+    unsigned = Refused(403, "signature does not match", "bad_signature")
+    now = datetime.now(UTC)
+    for index in range(UNSIGNED_KEPT + 500):
+        record_refusal(redis_client, f"{prefix}-many-{index}", now, unsigned)
+    # Trimmed whole nodes at a time: about the newest UNSIGNED_KEPT stay.
+    assert UNSIGNED_KEPT <= redis_client.xlen(UNSIGNED_REFUSALS) < UNSIGNED_KEPT + 200
 
 
 def test_buffered_path_refuses_as_the_view_does(database_url, stream, redis_client):

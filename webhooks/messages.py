@@ -76,7 +76,9 @@ TOO_LARGE = "too_large"
 class Refused(Exception):
     """A delivery we will not accept, with the status and reason to answer.
 
-    ``kind`` sorts the reason into one of the few names above.
+    ``kind`` sorts the reason into one of the few names above; ``signed``
+    says whether the delivery carried a valid signature (so it came from
+    Twitch, or from whoever holds the secret).
     """
 
     def __init__(self, status: int, reason: str, kind: str = MALFORMED) -> None:
@@ -84,6 +86,7 @@ class Refused(Exception):
         self.status = status
         self.reason = reason
         self.kind = kind
+        self.signed = False
 
 
 @dataclass(frozen=True)
@@ -123,10 +126,18 @@ def read_message(
     if secret_index is None:
         raise Refused(403, "signature does not match", BAD_SIGNATURE)
 
-    sent_at = read_sent_at(values[TIMESTAMP], now)
-    retry = read_retry(values[RETRY])
-    body = read_body(raw)
-    check_batch_ids(values[MESSAGE_ID], body)
+    try:
+        sent_at = read_sent_at(values[TIMESTAMP], now)
+        retry = read_retry(values[RETRY])
+        body = read_body(raw)
+        check_batch_ids(values[MESSAGE_ID], body)
+        if values[MESSAGE_TYPE] == NOTIFICATION:
+            check_notification(body)
+        elif values[MESSAGE_TYPE] == VERIFICATION:
+            check_challenge(body)
+    except Refused as e:
+        e.signed = True
+        raise
     return Message(
         values[MESSAGE_ID], values[MESSAGE_TYPE], retry, sent_at, body, secret_index
     )

@@ -40,7 +40,6 @@ from webhooks.messages import Message
 from webhooks.messages import Refused
 from webhooks.messages import accepted_secrets
 from webhooks.messages import check_challenge
-from webhooks.messages import check_notification
 from webhooks.messages import read_message
 from webhooks.signature import fingerprint
 
@@ -63,10 +62,18 @@ def receive() -> Response:
     try:
         raw = read_raw_body()
         message = read_message(request.headers, raw, secrets(), now)
+    except Refused as e:
+        return refuse(message_id, now, e)
+    try:
         return answer(message, raw, now)
     except Refused as e:
-        note_refusal(current_app.extensions.get("redis"), message_id, now, e)
-        return Response(e.reason + "\n", e.status, mimetype="text/plain")
+        e.signed = True
+        return refuse(message_id, now, e)
+
+
+def refuse(message_id: str, now: datetime, refused: Refused) -> Response:
+    note_refusal(current_app.extensions.get("redis"), message_id, now, refused)
+    return Response(refused.reason + "\n", refused.status, mimetype="text/plain")
 
 
 def note_refusal(client, message_id: str, now: datetime, refused: Refused) -> None:
@@ -76,9 +83,7 @@ def note_refusal(client, message_id: str, now: datetime, refused: Refused) -> No
     )
     metrics.WEBHOOKS.labels(refused.kind).inc()
     if client is not None:
-        deliveries.record_refusal(
-            client, message_id, now, refused.kind, refused.reason, refused.status
-        )
+        deliveries.record_refusal(client, message_id, now, refused)
 
 
 def read_raw_body() -> bytes:
@@ -104,7 +109,6 @@ def answer(message: Message, raw: bytes, now: datetime) -> Response:
         metrics.WEBHOOKS.labels("challenge").inc()
         return answer_challenge(message)
     if message.type == NOTIFICATION:
-        check_notification(message.body)
         appender = current_app.extensions.get("stream_appender")
         if appender is not None:
             return buffer(appender, message, raw, now)
