@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app import configure_logging
@@ -69,7 +70,13 @@ def upgrade(revision: str) -> None:
     from app.db import upgrade_schema
 
     app = make_app()
-    upgrade_schema(app.config["DATABASE_URL"], revision)
+    try:
+        upgrade_schema(app.config["DATABASE_URL"], revision)
+    except sa.exc.OperationalError as e:
+        # The driver's words, never the URL (it may hold a password).
+        raise click.ClickException(
+            f"cannot open the database of DATABASE_URL: {e.orig}"
+        ) from e
     click.echo(f"Schema upgraded to {revision}.")
 
 

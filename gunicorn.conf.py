@@ -23,11 +23,24 @@ The Redis relay of `app/fanout.py` is one greenlet per worker.
 """
 
 import os
+import sys
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+def setting(name: str, default: int, low: int, high: int) -> int:
+    """An integer from the environment, or stop naming what is accepted."""
+    raw = os.environ.get(name, "").strip() or str(default)
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        sys.exit(
+            f"configuration: {name} must be a whole number from {low} to "
+            f"{high}, got {raw!r}"
+        )
+    return int(raw)
+
+
+bind = f"0.0.0.0:{setting('PORT', 5000, 1, 65535)}"
+workers = setting("WEB_CONCURRENCY", 2, 1, 256)
 worker_class = "gevent"
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", "2000"))
+worker_connections = setting("WEB_CONNECTIONS", 2000, 1, 1_000_000)
 # Every worker listens on its own socket bound to the same port, and the
 # kernel spreads new connections across them; with one shared socket the
 # worker that wakes first takes most of them.

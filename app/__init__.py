@@ -6,20 +6,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+# prometheus_client opens its files in this directory as soon as any module
+# makes a metric, before a setting could be read: check it first.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir and not os.path.isdir(_metrics_dir):
+    sys.exit(
+        "configuration: PROMETHEUS_MULTIPROC_DIR must name an existing "
+        f"directory, got {_metrics_dir!r}"
+    )
 
-from app import auth
-from app import errors
-from app import sessions
-from app import twitch
-from app.cache import make_redis
-from app.config import finish_config
-from app.config import load_config
-from app.extensions import broker
-from app.extensions import cache
-from app.extensions import csrf
-from app.extensions import db
-from app.extensions import sock
+from flask import Flask  # noqa: E402
+
+from app import auth  # noqa: E402
+from app import errors  # noqa: E402
+from app import sessions  # noqa: E402
+from app import twitch  # noqa: E402
+from app.cache import make_redis  # noqa: E402
+from app.config import finish_config  # noqa: E402
+from app.config import load_config  # noqa: E402
+from app.extensions import broker  # noqa: E402
+from app.extensions import cache  # noqa: E402
+from app.extensions import csrf  # noqa: E402
+from app.extensions import db  # noqa: E402
+from app.extensions import sock  # noqa: E402
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -42,11 +43,14 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"must be 1 or 0 (or true/false), got {value!r}")
 
 
+# Far above any sensible setting, and what Redis, timers and the database
+# all take: a larger number would only fail later, in the middle of work.
+LARGEST_NUMBER = 2**31 - 1
+
+
 def parse_positive_int(value: str) -> int:
-    """Read an integer greater than zero."""
-    if not value.isascii() or not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"must be a positive integer, got {value!r}")
-    return int(value)
+    """Read an integer greater than zero (and at most ``LARGEST_NUMBER``)."""
+    return parse_number(value, 1)
 
 
 def parse_port(value: str) -> int:
@@ -57,16 +61,30 @@ def parse_port(value: str) -> int:
 
 
 def parse_whole_number(value: str) -> int:
-    """Read an integer of zero or more."""
-    if not value.isascii() or not value.isdigit():
-        raise ValueError(f"must be a whole number (0 or more), got {value!r}")
+    """Read an integer of zero or more (and at most ``LARGEST_NUMBER``)."""
+    return parse_number(value, 0)
+
+
+def parse_number(value: str, least: int) -> int:
+    digits = value.isascii() and value.isdigit() and len(value) <= 10
+    if not digits or not least <= int(value) <= LARGEST_NUMBER:
+        raise ValueError(
+            f"must be a whole number from {least} to {LARGEST_NUMBER}, got {value!r}"
+        )
     return int(value)
 
 
 def parse_base_url(value: str) -> str:
-    """Read an http(s) URL without a trailing slash."""
-    if not value.startswith(("http://", "https://")) or len(value) < 10:
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    """Read an http(s) URL with a host, without a trailing slash."""
+    try:
+        host = urlsplit(value).hostname
+    except ValueError:
+        host = None
+    spaced = any(c.isspace() for c in value)
+    if not value.startswith(("http://", "https://")) or not host or spaced:
+        raise ValueError(
+            f"must be an http:// or https:// URL with a host name, got {value!r}"
+        )
     return value.rstrip("/")
 
 
@@ -290,7 +308,7 @@ SETTINGS = (
     ),
     Setting(
         "INGEST_METRICS_PORT",
-        parse_positive_int,
+        parse_port,
         None,
         "When set, each `cli.py ingest` process serves its own Prometheus "
         "metrics on this port (batch sizes, lag, stored, dead letters).",

@@ -67,6 +67,42 @@ def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_metrics_directory_stops_any_command_naming_it(tmp_path):
+    result = run_cli("--help", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "gone"))
+    assert result.returncode == 1
+    assert "PROMETHEUS_MULTIPROC_DIR must name an existing directory" in (result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    # gunicorn itself reads WEB_CONCURRENCY as a number before this file runs.
+    [("WEB_CONCURRENCY", "0"), ("WEB_CONNECTIONS", "-5"), ("WEB_CONNECTIONS", "x")],
+)
+def test_a_bad_gunicorn_setting_stops_it_naming_the_variable(tmp_path, name, value):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"DATABASE_URL": f"sqlite:///{tmp_path}/g.db", name: value}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"{name} must be a whole number from 1 to" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_file_that_cannot_be_opened_is_named(tmp_path):
+    url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
+    result = run_cli("db", "upgrade", DATABASE_URL=url)
+    assert result.returncode == 1
+    assert "cannot open the database of DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_postgres_without_secrets_stops_naming_the_variable():
     result = run_cli("db", "upgrade", DATABASE_URL="postgres://nobody@127.0.0.1/x")
     assert result.returncode == 1

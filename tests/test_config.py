@@ -126,6 +126,14 @@ def test_an_error_never_shows_the_secret(tmp_path):
         ("UNSUBSCRIBE_GRACE_HOURS", "a day"),
         ("UNSUBSCRIBE_GRACE_HOURS", "-1"),
         ("RECONCILE_MINUTES", "0"),
+        ("INGEST_BATCH_SIZE", "9" * 30),
+        ("INGEST_BATCH_WAIT_MS", "2147483648"),
+        ("EVENT_RETENTION_MONTHS", "9" * 5000),
+        ("INGEST_METRICS_PORT", "70000"),
+        ("EVENTSUB_CALLBACK_URL", "http:///////////"),
+        ("EVENTSUB_CALLBACK_URL", "https://a b c"),
+        ("EVENTSUB_CALLBACK_URL", "http://[::1"),
+        ("CACHE_KEY_PREFIX", "two words"),
     ],
 )
 def test_invalid_values_name_their_variable(name, value):
