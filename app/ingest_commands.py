@@ -82,7 +82,9 @@ def ingest(name: str | None) -> None:
 def check_entry_id(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
     for value in values:
         head, _, tail = value.partition("-")
-        if not (head.isdigit() and tail.isdigit()):
+        digits = all(p.isascii() and p.isdigit() and len(p) <= 20 for p in (head, tail))
+        # Both halves are 64-bit numbers in Redis.
+        if not digits or max(int(head), int(tail)) >= 2**64:
             raise click.BadParameter(
                 f"must be a stream entry id such as 1764831234567-0 (as "
                 f"listed); got {value!r}"

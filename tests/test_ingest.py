@@ -343,11 +343,12 @@ def test_unreadable_entry_goes_to_dead_letters_and_can_be_replayed(
     assert listing.exit_code == 0, listing.output
     assert "bad" in listing.output and "not valid JSON" in listing.output
 
-    bad_option = runner.invoke(
-        dead_letters, ["--replay", "nope"], env=env_for(buffered_app, stream)
-    )
-    assert bad_option.exit_code == 2
-    assert "stream entry id" in bad_option.output
+    for wrong in ("nope", "99999999999999999999999-0", "1-" + "9" * 5000):
+        bad_option = runner.invoke(
+            dead_letters, ["--replay", wrong], env=env_for(buffered_app, stream)
+        )
+        assert bad_option.exit_code == 2, bad_option.output
+        assert "stream entry id" in bad_option.output
 
     dead_id = dead[0][0].decode()
     replay = runner.invoke(
