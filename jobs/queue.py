@@ -100,17 +100,27 @@ def runner_for(app: Flask) -> InProcess:
 
 
 def periodic_jobs(app: Flask) -> list[tuple[Callable[..., Any], int]]:
-    """The periodic jobs, with how often each runs, in seconds."""
+    """The periodic jobs, with how often each runs, in seconds.
+
+    Without Twitch (embedded mode with the simulator off and no client id)
+    only the storage job has anything to do.
+    """
     from jobs.storage import STORAGE_SECONDS
     from jobs.storage import keep_storage
     from jobs.subscriptions import reconcile
     from jobs.tokens import validate_tokens
 
-    return [
-        (reconcile, app.config["RECONCILE_MINUTES"] * 60),
-        (validate_tokens, TOKEN_CHECK_SECONDS),
-        (keep_storage, STORAGE_SECONDS),
-    ]
+    jobs: list[tuple[Callable[..., Any], int]] = []
+    if app.config["TWITCH_CLIENT_ID"]:
+        if app.config.get("EVENTSUB_CALLBACK_URL"):
+            jobs.append((reconcile, app.config["RECONCILE_MINUTES"] * 60))
+        else:
+            logger.warning("Jobs: no EVENTSUB_CALLBACK_URL, so no reconcile runs")
+        jobs.append((validate_tokens, TOKEN_CHECK_SECONDS))
+    else:
+        logger.info("Jobs: no Twitch client id, so only the storage job runs")
+    jobs.append((keep_storage, STORAGE_SECONDS))
+    return jobs
 
 
 def start_schedule(app: Flask, first_after: float = 30.0) -> threading.Thread:
@@ -118,12 +128,14 @@ def start_schedule(app: Flask, first_after: float = 30.0) -> threading.Thread:
     ``first_after`` seconds from now (once the server listens, since the
     simulator playing Twitch is served by it) and then at its interval."""
 
+    jobs = periodic_jobs(app)
+
     def loop() -> None:
         first = time.monotonic() + first_after
-        due = dict.fromkeys(range(len(periodic_jobs(app))), first)
+        due = dict.fromkeys(range(len(jobs)), first)
         while True:
             moment = time.monotonic()
-            for index, (func, every) in enumerate(periodic_jobs(app)):
+            for index, (func, every) in enumerate(jobs):
                 if due[index] <= moment:
                     runner_for(app).submit(func, ())
                     due[index] = moment + every

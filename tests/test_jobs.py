@@ -511,7 +511,10 @@ def test_rotating_the_secret_recreates_every_subscription_with_the_new_one(serve
 
 def test_the_cron_thread_queues_each_periodic_job_once_per_interval(database_url):
     app = make_test_app(
-        database_url, REDIS_URL=REDIS_URL, JOBS_QUEUE=f"test-cron-{uuid.uuid4().hex}"
+        database_url,
+        REDIS_URL=REDIS_URL,
+        JOBS_QUEUE=f"test-cron-{uuid.uuid4().hex}",
+        EVENTSUB_CALLBACK_URL="https://feed.example.com/webhooks/eventsub",
     )
     connection = redis.Redis.from_url(REDIS_URL)
     name = app.config["JOBS_QUEUE"]
@@ -557,6 +560,18 @@ def test_without_redis_jobs_and_periodic_jobs_run_in_the_web_process(database_ur
     finally:
         http_server.shutdown()
         live.app.extensions["db"].engine.dispose()
+
+
+def test_without_twitch_only_the_storage_job_is_scheduled(sqlite_url):
+    """Embedded mode with the simulator off and no client id: no Twitch."""
+    from jobs.queue import periodic_jobs
+    from jobs.storage import keep_storage
+
+    app = make_test_app(
+        sqlite_url, TWITCH_CLIENT_ID=None, TWITCH_CLIENT_SECRET=None, SIMULATOR=False
+    )
+    assert [func for func, _ in periodic_jobs(app)] == [keep_storage]
+    app.extensions["db"].engine.dispose()
 
 
 def test_a_moderators_consent_subscribes_follows_in_the_moderators_name(server):
