@@ -262,15 +262,16 @@ SETTINGS = (
         "REDIS_URL",
         str,
         None,
-        "Redis URL (redis:// or rediss://). Set: sessions and caches live in "
-        "Redis. Unset: files and memory under instance/.",
+        "Redis URL (redis://, rediss:// or unix://). Set: sessions and caches "
+        "live in Redis. Unset: files and memory under instance/.",
     ),
     Setting(
         "CACHE_KEY_PREFIX",
         parse_stream_key,
         "streamfeed:cache:",
         "Prefix of the cache keys in Redis (the app access token, user "
-        "lookups); give each deployment that shares one Redis its own.",
+        "lookups). Only the cache: other Redis names are fixed, so each "
+        "deployment needs a Redis of its own.",
     ),
     Setting(
         "INGEST_STREAM",

@@ -57,7 +57,14 @@ def ingest(name: str | None) -> None:
     if config["INGEST_METRICS_PORT"]:
         from prometheus_client import start_http_server
 
-        start_http_server(config["INGEST_METRICS_PORT"])
+        port = config["INGEST_METRICS_PORT"]
+        try:
+            start_http_server(port)
+        except OSError as e:
+            raise click.ClickException(
+                f"INGEST_METRICS_PORT {port} cannot be served ({e.strerror}); "
+                "another process on this host may have it"
+            ) from e
 
     stop = threading.Event()
 

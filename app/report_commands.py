@@ -9,6 +9,7 @@ import click
 from tabulate import tabulate
 
 from app.logins import normalize_login
+from app.reports import ISO_DAY
 from app.reports import Report
 from app.reports import ReportError
 from app.reports import Result
@@ -16,17 +17,20 @@ from app.reports import find_rollup_differences
 from app.reports import load_reports
 from app.reports import run_report
 
-DATE_RULE = "an ISO date such as 2026-03-14 (days are UTC, both ends included)"
+DATE_RULE = "a date YYYY-MM-DD such as 2026-03-14 (days are UTC, both ends included)"
 
 
 def check_date(ctx, param, value: str | None) -> str | None:
     """Accept an ISO date and hand it on as YYYY-MM-DD."""
     if value is None:
         return None
+    message = f"must be {DATE_RULE}; got {value!r}"
+    if not ISO_DAY.fullmatch(value):
+        raise click.BadParameter(message)
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError as e:
-        raise click.BadParameter(f"must be {DATE_RULE}; got {value!r}") from e
+        raise click.BadParameter(message) from e
 
 
 def check_login(ctx, param, value: str | None) -> str | None:

@@ -20,6 +20,8 @@ SQL_FOLDER = Path(__file__).resolve().parent.parent / "sql"
 HEADER = re.compile(r"--\s*(\w+):\s*(.*)")
 PARAMETERS = ("since", "until", "streamer")
 HEADER_KEYS = {"name", "version", "answers", "parameters"}
+# The since and until days of a report, as the CLI and the stats page take them.
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 # Rollups and raw events disagree where this query finds a difference.
 ROLLUP_DIFFERENCES = """

@@ -9,7 +9,6 @@ or read as JSON for the same range of UTC days.
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import date
@@ -30,6 +29,7 @@ from app.catalogue import find_feed_type
 from app.errors import ApiError
 from app.extensions import db
 from app.logins import normalize_login
+from app.reports import ISO_DAY
 from app.reports import Report
 from app.reports import Result
 from app.reports import load_reports
@@ -37,7 +37,6 @@ from app.reports import run_report
 
 bp = Blueprint("stats", __name__)
 
-ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DATE_RULE = "an ISO date, YYYY-MM-DD, such as 2026-03-14"
 PRESET_DAYS = (7, 30, 90)
 # Filling every day of a range keeps gaps visible, but a range typed as

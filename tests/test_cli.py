@@ -1,6 +1,7 @@
 """cli.py as an operator runs it, in a subprocess."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from app.simulator.commands import trigger
 from conftest import SECRET
 from conftest import free_port
+from conftest import production_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +94,25 @@ def test_a_bad_gunicorn_setting_stops_it_naming_the_variable(tmp_path, name, val
     )
     assert result.returncode != 0
     assert f"{name} must be a whole number from 1 to" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_ingest_says_when_its_metrics_port_is_taken(postgres_url):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "cli.py", "ingest"],
+            cwd=ROOT,
+            env=production_env(postgres_url, INGEST_METRICS_PORT=port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"INGEST_METRICS_PORT {port} cannot be served" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -181,8 +181,10 @@ def test_table_and_csv_formats(filled):
     ("args", "message"),
     [
         (["no-such-report"], "known: events-by-day"),
-        (["events-by-day", "--since", "14/03/2026"], "ISO date such as 2026-03-14"),
-        (["events-by-day", "--until", "2026-02-30"], "ISO date"),
+        (["events-by-day", "--since", "14/03/2026"], "YYYY-MM-DD such as 2026-03-14"),
+        (["events-by-day", "--until", "2026-02-30"], "YYYY-MM-DD"),
+        (["events-by-day", "--since", "20260301"], "YYYY-MM-DD"),
+        (["events-by-day", "--since", "2026-W10"], "YYYY-MM-DD"),
         (["events-by-day"], "needs --streamer"),
         (["events-by-day", "--streamer", "x y"], "4 to 25 letters"),
         (["events-by-day", "--format", "xml"], "'table', 'csv', 'json'"),
