@@ -315,6 +315,12 @@ def utc_day(moment: datetime) -> str:
     return moment.date().isoformat()
 
 
+def words(value: Any) -> str | int | None:
+    """Text or a number as Twitch sends them; anything else counts as absent."""
+    plain = isinstance(value, str | int) and not isinstance(value, bool)
+    return value if plain else None
+
+
 def record_subscription(
     session: so.Session,
     subscription: dict[str, Any],
@@ -330,11 +336,11 @@ def record_subscription(
     The caller commits.
     """
     now = datetime.now(UTC)
-    status = clip(subscription.get("status") or "unknown", 60)
+    status = clip(words(subscription.get("status")) or "unknown", 60)
     values = {
         "id": str(subscription["id"]),
         "type": clip(subscription.get("type", ""), 100),
-        "version": clip(subscription.get("version"), 20) or "",
+        "version": clip(words(subscription.get("version")), 20) or "",
         "condition": subscription.get("condition") or {},
         "status": status,
         "streamer_id": clip(streamer_id, 40),

@@ -445,6 +445,8 @@ def test_escaped_pairs_alone_are_stored_as_sent(client, app):
         ("cost", "abc", None),
         ("cost", True, None),
         ("condition", {"broadcaster_user_id": "1" * 100}, None),
+        ("status", {"a": 1}, "unknown"),
+        ("version", ["1"], ""),
     ],
     ids=[
         "long-status",
@@ -455,6 +457,8 @@ def test_escaped_pairs_alone_are_stored_as_sent(client, app):
         "text-cost",
         "boolean-cost",
         "long-streamer-id",
+        "object-status",
+        "list-version",
     ],
 )
 def test_odd_revocations_are_recorded_not_answered_500(client, app, key, value, kept):
