@@ -187,6 +187,7 @@ def connect():
             url_for("auth.login", provider="twitch", next=request.full_path)
         )
 
+    g.connecting = ""  # a problem from here on is titled as connecting
     try:
         channel = normalize_login(request.args.get("channel") or viewer.login)
     except ValueError as e:

@@ -405,6 +405,15 @@ def test_a_viewer_cannot_connect_someone_elses_channel(twitch_server):
     assert "/auth/connect?channel=example_streamer" in end.text
 
 
+def test_connecting_a_channel_that_cannot_exist_says_so(twitch_server):
+    http = requests.Session()
+    sign_in(http, twitch_server.url)
+    page = http.get(f"{twitch_server.url}/auth/connect", params={"channel": "no way"})
+    assert page.status_code == 400
+    assert "<h1>Connecting the channel did not finish</h1>" in page.text
+    assert "Cannot connect that channel" in page.text
+
+
 def test_connecting_with_another_twitch_account_is_refused(twitch_server):
     http = requests.Session()
     sign_in(http, twitch_server.url)
