@@ -193,6 +193,14 @@ def connect():
     except ValueError as e:
         raise SignInProblem(f"Cannot connect that channel: {e}.") from e
     g.connecting = channel
+    if channel != viewer.login:
+        # Said before Twitch asks for consent, not after.
+        try:
+            found = twitch().find_user(channel)
+        except TwitchError as e:
+            raise SignInProblem("Twitch cannot be reached right now.", 503) from e
+        if found is None:
+            raise SignInProblem(f"There is no Twitch channel named {channel}.", 404)
     session["auth_intent"] = {"purpose": CHANNEL, "channel": channel}
     return begin(oauth_client("twitch_channel"), "twitch")
 

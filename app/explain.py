@@ -156,7 +156,10 @@ def describe(facts: dict[str, Any]) -> list[str]:
                 "when unsigned; skipped copies 7 days)."
             )
         else:
-            lines.append("It was never stored (refusals are recorded only with Redis).")
+            lines.append(
+                "It was never stored (refusals and skipped copies are recorded "
+                "only with Redis)."
+            )
         return lines
 
     lines = [f"Message {message_id}:"]

@@ -52,14 +52,28 @@ def look_up(login: str) -> dict:
     try:
         user = twitch().find_user(login)
     except TwitchError as e:
-        raise click.ClickException(f"Twitch cannot be reached: {e}") from e
+        raise click.ClickException(f"Twitch cannot be reached: {e}{hint()}") from e
     if user is None:
         raise unknown_login(login)
     return user
 
 
 def helix_failure(e: Exception) -> click.ClickException:
-    return click.ClickException(f"Twitch did not do it: {e}")
+    return click.ClickException(f"Twitch did not do it: {e}{hint()}")
+
+
+def hint() -> str:
+    """Where the simulated Twitch is expected, when it plays Twitch."""
+    from flask import current_app
+
+    config = current_app.config
+    if not config.get("TWITCH_SIMULATED"):
+        return ""
+    return (
+        f". The simulator plays Twitch inside the running app: start it with "
+        f"`python cli.py run` and give this command the same PORT (now "
+        f"{config['PORT']})"
+    )
 
 
 @click.command()

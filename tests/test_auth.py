@@ -405,6 +405,19 @@ def test_a_viewer_cannot_connect_someone_elses_channel(twitch_server):
     assert "/auth/connect?channel=example_streamer" in end.text
 
 
+def test_connecting_a_channel_twitch_does_not_know_says_so_before_consent(
+    twitch_server,
+):
+    http = requests.Session()
+    sign_in(http, twitch_server.url)
+    page = http.get(
+        f"{twitch_server.url}/auth/connect", params={"channel": "no_such_channel"}
+    )
+    assert page.status_code == 404
+    assert "There is no Twitch channel named no_such_channel." in page.text
+    assert "/simulator/twitch/oauth2/authorize" not in page.url
+
+
 def test_connecting_a_channel_that_cannot_exist_says_so(twitch_server):
     http = requests.Session()
     sign_in(http, twitch_server.url)

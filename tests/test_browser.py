@@ -691,6 +691,14 @@ def test_three_columns_on_a_wide_screen_stacked_on_a_phone(driver, live_server):
     assert overflow == 0
 
 
+def test_the_watch_page_links_to_the_streamers_stats(driver, live_server):
+    open_watch_page(driver, live_server.url)
+    driver.find_element(By.CSS_SELECTOR, ".stats-link").click()
+    WebDriverWait(driver, WAIT_SECONDS).until(
+        lambda browser: browser.current_url.endswith("/stats/example_streamer")
+    )
+
+
 def test_the_connected_notice_keeps_the_columns_in_the_window(driver, live_server):
     def overflow() -> int:
         return driver.execute_script(

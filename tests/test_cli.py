@@ -116,6 +116,17 @@ def test_ingest_says_when_its_metrics_port_is_taken(postgres_url):
     assert "Traceback" not in result.stderr
 
 
+def test_without_the_app_running_embedded_commands_say_which_port(tmp_path):
+    url = f"sqlite:///{tmp_path}/e.db"
+    assert run_cli("db", "upgrade", DATABASE_URL=url).returncode == 0
+    port = str(free_port())  # nothing serves the simulator there
+    for args in (["subscribe", "example_streamer"], ["reconcile"]):
+        result = run_cli(*args, DATABASE_URL=url, PORT=port)
+        assert result.returncode == 1, result.stderr
+        assert f"the same PORT (now {port})" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_a_database_file_that_cannot_be_opened_is_named(tmp_path):
     url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
     result = run_cli("db", "upgrade", DATABASE_URL=url)
