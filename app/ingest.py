@@ -562,7 +562,14 @@ class Consumer:
         """Publish, note outcomes, then acknowledge and delete: one MULTI."""
         if not entries:
             return
-        stored = {event.message_id.split(":")[0] for event in new_events}
+        stored = set()
+        for event in new_events:
+            # A batch's items are stored as "<message id>:<position>"; an
+            # id may hold ":" itself, so both forms count as the message.
+            stored.add(event.message_id)
+            parent, _, position = event.message_id.rpartition(":")
+            if parent and position.isdigit():
+                stored.add(parent)
         dupes, counted = [], set()
         for entry in entries:
             message_id = entry.message_id

@@ -465,6 +465,23 @@ def test_metrics_and_readiness_with_redis(buffered_app, stream):
     assert "streamfeed_redis_up 1.0" in text
 
 
+def test_a_message_id_with_a_colon_is_not_its_own_duplicate(
+    buffered_app, stream, redis_client
+):
+    """Batch items are stored as "<id>:<position>"; a plain id may hold ":"."""
+    from app.deliveries import read_record
+
+    client = buffered_app.test_client()
+    once, twice = f"colon:{uuid.uuid4().hex}", f"colon:{uuid.uuid4().hex}"
+    for message_id in (once, twice, twice):
+        post_sample(client, "channel.cheer.v1", message_id)
+    drain(make_consumer(buffered_app, stream))
+
+    assert sorted(e.message_id for e in stored(buffered_app)) == sorted([once, twice])
+    assert "duplicates" not in read_record(redis_client, once)
+    assert read_record(redis_client, twice)["duplicates"] == "1"
+
+
 def test_explain_tells_what_became_of_a_delivery(buffered_app, stream, redis_client):
     from app.explain import explain
     from app.feedbus import pushed_key

@@ -421,6 +421,24 @@ def test_raw_surrogate_bytes_are_stored_as_replacement_characters(client, app):
     assert stored(app, "raw-surrogate").payload["event"]["message"] == "a\ufffdb"
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_body_in_another_encoding_than_utf8_is_refused(client, app, encoding):
+    """Its NUL and surrogate checks would read the wrong bytes: never guess."""
+    body = load_sample("channel.cheer.v1")
+    body["event"]["message"] = "a\u0000b"
+    raw = json.dumps(body).encode(encoding)
+    response = post_body(client, raw, message_id=f"in-{encoding}")
+    assert response.status_code == 400, response.text
+    assert count_events(app) == 0
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_stored(client, app):
+    raw = b"\xef\xbb\xbf" + compact(load_sample("channel.cheer.v1"))
+    response = post_body(client, raw, message_id="with-bom")
+    assert response.status_code == 204, response.text
+    assert stored(app, "with-bom").event_type == "channel.cheer"
+
+
 def test_escaped_pairs_alone_are_stored_as_sent(client, app):
     """Emoji escaped as surrogate pairs, as ASCII-only JSON writers send them."""
     body = load_sample("channel.cheer.v1")

@@ -209,6 +209,8 @@ def parse_body(raw: bytes) -> tuple[dict[str, Any], bool]:
         body, strict = parse_json(raw)
     except OutOfRange as e:
         raise Refused(400, "body has a number out of range") from e
+    except UnicodeDecodeError as e:
+        raise Refused(400, "body is not UTF-8") from e
     except (ValueError, RecursionError) as e:
         raise Refused(400, "body is not valid JSON") from e
 
@@ -254,8 +256,12 @@ def parse_json(raw: bytes) -> tuple[Any, bool]:
             pass
         else:
             return value, not any(e in shape for e in LONG_EXPONENTS)
+    # JSON between systems is UTF-8 (RFC 8259), and the checks on the raw
+    # bytes (NUL and surrogate escapes) read it so: never let the standard
+    # library guess UTF-16 or UTF-32. Raw surrogates pass, to be replaced.
+    text = raw.decode("utf-8-sig", "surrogatepass")
     value = json.loads(
-        raw,
+        text,
         parse_int=whole_number,
         parse_float=finite_float,
         parse_constant=refuse_constant,
