@@ -9,10 +9,12 @@ from typing import Any
 # prometheus_client opens its files in this directory as soon as any module
 # makes a metric, before a setting could be read: check it first.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _metrics_dir and not os.path.isdir(_metrics_dir):
+if _metrics_dir and not (
+    os.path.isdir(_metrics_dir) and os.access(_metrics_dir, os.W_OK | os.X_OK)
+):
     sys.exit(
-        "configuration: PROMETHEUS_MULTIPROC_DIR must name an existing "
-        f"directory, got {_metrics_dir!r}"
+        "Error: configuration: PROMETHEUS_MULTIPROC_DIR must name an existing "
+        f"directory this process can write to, got {_metrics_dir!r}"
     )
 
 from flask import Flask  # noqa: E402

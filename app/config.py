@@ -65,13 +65,23 @@ def parse_whole_number(value: str) -> int:
     return parse_number(value, 0)
 
 
-def parse_number(value: str, least: int) -> int:
+def parse_number(value: str, least: int, most: int = LARGEST_NUMBER) -> int:
     digits = value.isascii() and value.isdigit() and len(value) <= 10
-    if not digits or not least <= int(value) <= LARGEST_NUMBER:
+    if not digits or not least <= int(value) <= most:
         raise ValueError(
-            f"must be a whole number from {least} to {LARGEST_NUMBER}, got {value!r}"
+            f"must be a whole number from {least} to {most}, got {value!r}"
         )
     return int(value)
+
+
+def bounded(least: int, most: int) -> Callable[[str], int]:
+    """A reader of whole numbers from ``least`` to ``most``: for durations,
+    whose date arithmetic fails far below ``LARGEST_NUMBER``."""
+
+    def parse(value: str) -> int:
+        return parse_number(value, least, most)
+
+    return parse
 
 
 def parse_base_url(value: str) -> str:
@@ -166,21 +176,21 @@ SETTINGS = (
     ),
     Setting(
         "UNSUBSCRIBE_GRACE_HOURS",
-        parse_whole_number,
+        bounded(0, 876_000),
         24,
         "Hours a streamer keeps their subscriptions after no viewer has them "
         "as favorite (and no one pinned or connected the channel).",
     ),
     Setting(
         "MESSAGE_ID_RETENTION_DAYS",
-        parse_positive_int,
+        bounded(1, 36_500),
         7,
         "Days the message ids of stored events are kept to refuse "
         "redeliveries (Postgres); the daily storage job forgets older ones.",
     ),
     Setting(
         "EVENT_RETENTION_MONTHS",
-        parse_whole_number,
+        bounded(0, 1_200),
         0,
         "Months of raw events kept before the current one (Postgres): the "
         "daily storage job drops older monthly partitions; rollup counts "
@@ -188,7 +198,7 @@ SETTINGS = (
     ),
     Setting(
         "RECONCILE_MINUTES",
-        parse_positive_int,
+        bounded(1, 525_600),
         15,
         "How often the periodic reconcile compares Twitch's subscriptions "
         "with the database.",
@@ -288,7 +298,7 @@ SETTINGS = (
     ),
     Setting(
         "INGEST_BATCH_WAIT_MS",
-        parse_positive_int,
+        bounded(1, 600_000),
         20,
         "How long an ingest consumer waits for a batch to fill once its "
         "first notification arrived, in milliseconds.",

@@ -69,8 +69,9 @@ def test_a_bad_setting_stops_with_its_name_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_missing_metrics_directory_stops_any_command_naming_it(tmp_path):
-    result = run_cli("--help", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "gone"))
+@pytest.mark.parametrize("where", ["gone", "/proc/self"])
+def test_a_metrics_directory_it_cannot_use_stops_any_command(tmp_path, where):
+    result = run_cli("--help", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / where))
     assert result.returncode == 1
     assert "PROMETHEUS_MULTIPROC_DIR must name an existing directory" in (result.stderr)
     assert "Traceback" not in result.stderr

@@ -134,6 +134,10 @@ def test_an_error_never_shows_the_secret(tmp_path):
         ("EVENTSUB_CALLBACK_URL", "https://a b c"),
         ("EVENTSUB_CALLBACK_URL", "http://[::1"),
         ("CACHE_KEY_PREFIX", "two words"),
+        ("EVENT_RETENTION_MONTHS", "24312"),
+        ("MESSAGE_ID_RETENTION_DAYS", "1000000"),
+        ("UNSUBSCRIBE_GRACE_HOURS", "2147483647"),
+        ("INGEST_BATCH_WAIT_MS", "86400000"),
     ],
 )
 def test_invalid_values_name_their_variable(name, value):
