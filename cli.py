@@ -4,6 +4,7 @@ import ipaddress
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,9 +28,32 @@ def make_app():
         raise click.ClickException(f"configuration: {e}") from e
 
 
-@click.group()
+class Commands(click.Group):
+    """The command group; a database that cannot be reached, or refuses what
+    a command asks, ends it with one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except sa.exc.DBAPIError as e:
+            # The driver's first line, never the URL (it may hold a password).
+            words = str(e.orig).strip().splitlines()[0] if str(e.orig) else ""
+            raise click.ClickException(
+                f"the database of DATABASE_URL cannot do it: "
+                f"{type(e.orig).__name__}: {words}"
+            ) from e
+
+
+@click.group(cls=Commands)
 def cli() -> None:
     """streamfeed: a live feed of a Twitch channel's EventSub events."""
+    for argument in sys.argv[1:]:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.UsageError(
+                f"arguments must be UTF-8 text; got {argument!r}"
+            ) from None
     try:
         level = parse_log_level(os.environ.get("LOG_LEVEL") or "INFO")
     except ValueError as e:

@@ -128,6 +128,23 @@ def test_without_the_app_running_embedded_commands_say_which_port(tmp_path):
         assert "Traceback" not in result.stderr
 
 
+def test_an_argument_that_is_not_utf8_is_a_usage_error():
+    result = run_cli("explain", "h2\udcff")  # the byte 0xFF on the command line
+    assert result.returncode == 2
+    assert "arguments must be UTF-8 text" in result.stderr
+
+
+def test_a_database_that_cannot_be_reached_ends_a_command_in_one_line():
+    port = free_port()  # nothing listens there
+    url = f"postgresql://nobody:hunter2-secret@127.0.0.1:{port}/test"
+    for args in (["explain", "abc"], ["partitions"]):
+        result = run_cli(*args, **production_env(url))
+        assert result.returncode == 1, result.stderr
+        assert "the database of DATABASE_URL cannot do it" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "hunter2" not in result.stderr
+
+
 def test_a_database_file_that_cannot_be_opened_is_named(tmp_path):
     url = f"sqlite:///{tmp_path}/no/such/dir/x.db"
     result = run_cli("db", "upgrade", DATABASE_URL=url)
