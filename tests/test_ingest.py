@@ -538,6 +538,10 @@ def test_unsigned_refusals_cannot_fill_redis(buffered_app, redis_client):
     stale = post_sample(client, "channel.cheer.v1", stale_id, timestamp=old)
     assert stale.status_code == 400
     assert not any(redis_client.exists(record_key(f"{prefix}-{i}")) for i in range(20))
+    # An id too long to be one is not noted under the part that would fit.
+    long_id = (prefix + "y" * 101)[:101]
+    post_sample(client, "channel.cheer.v1", long_id, secret="not-it")
+    assert read_record(redis_client, long_id[:100]) == {}
     assert read_record(redis_client, f"{prefix}-7")["refusal"] == "bad_signature"
     # A signed refusal keeps its own record.
     assert redis_client.hget(record_key(stale_id), "refusal") == b"stale"

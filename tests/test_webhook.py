@@ -313,6 +313,14 @@ def test_a_message_id_over_100_characters_gets_400(client):
     assert "longer than 100" in response.text
 
 
+@pytest.mark.parametrize("message_id", ["caf\u00e9-1", "tab\there", "bell\x07"])
+def test_a_message_id_that_is_not_printable_ascii_gets_400(client, app, message_id):
+    response = post_body(client, load_sample("channel.follow.v2"), message_id)
+    assert response.status_code == 400, response.text
+    assert "must be printable ASCII" in response.text
+    assert count_events(app) == 0
+
+
 def test_oversized_fields_are_clipped_and_kept_whole_in_the_payload(client, app):
     body = load_sample("channel.follow.v2")
     body["event"]["user_name"] = "N" * 400

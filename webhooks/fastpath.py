@@ -19,12 +19,12 @@ import redis
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
 
-from webhooks.messages import MESSAGE_ID
 from webhooks.messages import NOTIFICATION
 from webhooks.messages import TIMESTAMP
 from webhooks.messages import TOO_LARGE
 from webhooks.messages import Refused
 from webhooks.messages import accepted_secrets
+from webhooks.messages import noted_id
 from webhooks.messages import read_message
 from webhooks.views import append_to_stream
 from webhooks.views import note_refusal
@@ -64,7 +64,7 @@ class BufferedNotifications:
             return self.next(environ, start_response)
 
         headers = EnvironHeaders(environ)
-        message_id = headers.get(MESSAGE_ID, "")[:100]
+        message_id = noted_id(headers)
         now = datetime.now(UTC)
         try:
             raw = self.read_body(environ)

@@ -30,7 +30,6 @@ from app.ingest import entry_fields
 from app.store import record_subscription
 from app.store import store_events
 from webhooks.appender import StreamAppender
-from webhooks.messages import MESSAGE_ID
 from webhooks.messages import NOTIFICATION
 from webhooks.messages import REVOCATION
 from webhooks.messages import TIMESTAMP
@@ -40,6 +39,7 @@ from webhooks.messages import Message
 from webhooks.messages import Refused
 from webhooks.messages import accepted_secrets
 from webhooks.messages import check_challenge
+from webhooks.messages import noted_id
 from webhooks.messages import read_message
 from webhooks.signature import fingerprint
 
@@ -57,7 +57,7 @@ def receive() -> Response:
     timestamp or a malformed body; 403 for a missing or wrong signature;
     413 for a body over WEBHOOK_MAX_BYTES.
     """
-    message_id = request.headers.get(MESSAGE_ID, "")[:100]
+    message_id = noted_id(request.headers)
     now = datetime.now(UTC)
     try:
         raw = read_raw_body()
