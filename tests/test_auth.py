@@ -405,26 +405,24 @@ def test_a_viewer_cannot_connect_someone_elses_channel(twitch_server):
     assert "/auth/connect?channel=example_streamer" in end.text
 
 
-def test_connecting_a_channel_twitch_does_not_know_says_so_before_consent(
-    twitch_server,
+@pytest.mark.parametrize(
+    ("channel", "status", "message"),
+    [
+        ("no_such_channel", 404, "There is no Twitch channel named no_such_channel."),
+        ("no way", 400, "Cannot connect that channel"),
+    ],
+    ids=["unknown", "malformed"],
+)
+def test_connecting_a_channel_that_is_not_says_so_before_consent(
+    twitch_server, channel, status, message
 ):
     http = requests.Session()
     sign_in(http, twitch_server.url)
-    page = http.get(
-        f"{twitch_server.url}/auth/connect", params={"channel": "no_such_channel"}
-    )
-    assert page.status_code == 404
-    assert "There is no Twitch channel named no_such_channel." in page.text
-    assert "/simulator/twitch/oauth2/authorize" not in page.url
-
-
-def test_connecting_a_channel_that_cannot_exist_says_so(twitch_server):
-    http = requests.Session()
-    sign_in(http, twitch_server.url)
-    page = http.get(f"{twitch_server.url}/auth/connect", params={"channel": "no way"})
-    assert page.status_code == 400
+    page = http.get(f"{twitch_server.url}/auth/connect", params={"channel": channel})
+    assert page.status_code == status
     assert "<h1>Connecting the channel did not finish</h1>" in page.text
-    assert "Cannot connect that channel" in page.text
+    assert message in page.text
+    assert "/simulator/twitch/oauth2/authorize" not in page.url
 
 
 def test_connecting_with_another_twitch_account_is_refused(twitch_server):
