@@ -39,6 +39,10 @@ def month_starts(first: date, count: int) -> list[date]:
     return months
 
 
+# What ``partition_name`` makes, read back by ``month_of``.
+PARTITION_NAME = re.compile(r"events_y(?P<year>\d{4})m(?P<month>0[1-9]|1[0-2])")
+
+
 def partition_name(month: date) -> str:
     return f"events_y{month.year:04d}m{month.month:02d}"
 
@@ -114,9 +118,6 @@ def month_of(name: str) -> date | None:
     if match is None:
         return None
     return date(int(match["year"]), int(match["month"]), 1)
-
-
-PARTITION_NAME = re.compile(r"events_y(?P<year>\d{4})m(?P<month>0[1-9]|1[0-2])")
 
 
 def partition_names(connection) -> list[str]:

@@ -104,12 +104,17 @@ class Message:
         return self.body["subscription"]
 
 
+def plain_ascii(value: str) -> bool:
+    """Twitch's message ids are UUIDs: printable ASCII."""
+    return value.isascii() and value.isprintable()
+
+
 def noted_id(headers: Any) -> str:
     """The message id a refusal is noted under: the header as sent, or ""
     (not noted) when it could not be a message id we store."""
     value = headers.get(MESSAGE_ID, "").strip()
-    usable = value.isascii() and value.isprintable()
-    return value if usable and len(value) <= MAX_MESSAGE_ID else ""
+    usable = plain_ascii(value) and len(value) <= MAX_MESSAGE_ID
+    return value if usable else ""
 
 
 def read_message(
@@ -127,9 +132,9 @@ def read_message(
             raise Refused(400, f"missing or empty {name} header", MISSING_HEADER)
     if len(values[MESSAGE_ID]) > MAX_MESSAGE_ID:
         raise Refused(400, f"{MESSAGE_ID} is longer than {MAX_MESSAGE_ID} characters")
-    # Twitch's are UUIDs. A header's bytes reach us as Latin-1 text, so any
-    # other id could not even be checked against the signature as sent.
-    if not (values[MESSAGE_ID].isascii() and values[MESSAGE_ID].isprintable()):
+    # A header's bytes reach us as Latin-1 text, so any other id could not
+    # even be checked against the signature as sent.
+    if not plain_ascii(values[MESSAGE_ID]):
         raise Refused(400, f"{MESSAGE_ID} must be printable ASCII")
 
     secret_index = signing_secret(
